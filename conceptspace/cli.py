@@ -1,0 +1,88 @@
+"""The `conceptspace` command. Hydra verbs take config overrides; run-dir verbs take a path and options.
+
+    conceptspace render [overrides]          PNG grid per cell + concept-signal table
+    conceptspace train [-m] [overrides]      train (rerun the same command to resume)
+    conceptspace train-probe [overrides]     train the learned concept classifier used as a readout
+    conceptspace track RUN_DIR               probe every saved snapshot of a run
+    conceptspace elicit RUN_DIR              naive vs over-prompting vs latent intervention vs CFG
+    conceptspace report RUN_DIR              one self-contained HTML page per run
+    conceptspace aggregate SWEEP_DIR         learning time vs concept signal across a sweep
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from .errors import UserError
+
+# verb -> (module, function); hydra verbs are called as fn(cfg, out_dir), path verbs as fn(argv)
+HYDRA_VERBS = {
+    "render": ("conceptspace.render", "render"),
+    "train": ("conceptspace.train", "train"),
+    "train-probe": ("conceptspace.readout.train_probe", "train_probe"),
+}
+PATH_VERBS = {
+    "track": ("conceptspace.tracker.offline", "main"),
+    "elicit": ("conceptspace.elicit.command", "main"),
+    "report": ("conceptspace.report", "main"),
+    "aggregate": ("conceptspace.aggregate", "main"),
+}
+
+
+def _load(target):
+    module, fn = target
+    return getattr(importlib.import_module(module), fn)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(__doc__)
+        return 0
+    verb, rest = argv[0], argv[1:]
+    try:
+        if verb in HYDRA_VERBS:
+            return _run_hydra(verb, rest)
+        if verb in PATH_VERBS:
+            return _load(PATH_VERBS[verb])(rest) or 0
+        raise UserError(f"unknown command {verb!r}; allowed: {sorted([*HYDRA_VERBS, *PATH_VERBS])}")
+    except UserError as e:
+        print(f"conceptspace {verb}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run_hydra(verb: str, rest: list[str]) -> int:
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from .config import compose, config_dir
+    from .validate import validate
+
+    overrides = [a for a in rest if not a.startswith("-") and not a.startswith("hydra.")
+                 and not a.startswith("hydra/")]
+    # Check everything before Hydra creates a run dir: bad input writes nothing.
+    validate(verb, compose(overrides))
+    fn = _load(HYDRA_VERBS[verb])
+
+    @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
+    def task(cfg):
+        from pathlib import Path
+
+        try:
+            return fn(cfg, Path(HydraConfig.get().runtime.output_dir))
+        except UserError as e:
+            print(f"conceptspace {verb}: error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+    saved = sys.argv
+    sys.argv = [f"conceptspace {verb}", *rest]
+    try:
+        task()
+    finally:
+        sys.argv = saved
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
