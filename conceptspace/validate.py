@@ -49,3 +49,10 @@ def check_data(data) -> None:
         from celeba.config import check as check_celeba
 
         check_celeba(data)
+
+
+def concept_names(data) -> list[str]:
+    """Concept names of a data config, without loading any data."""
+    if data.source == "shapes":
+        return list(data.concepts)
+    return [c["attribute"] if isinstance(c, dict) or hasattr(c, "keys") else str(c) for c in data.concepts]

@@ -1,0 +1,53 @@
+"""The one sampler. Prompt edits are arguments, not copies of the loop:
+    - concept vectors: naive prompts, or over-prompts (vectors pushed past the training range);
+    - guidance_scale w: classifier-free guidance against the null concept (the zero vector); w = 1 is the
+      plain conditional model (no unconditional pass at all, so it equals naive sampling exactly);
+    - embedding_hook: an edit of the concept embedding (latent intervention).
+Each sample has its own noise generator seeded by its probe seed, so sample i is the same at every
+snapshot and does not depend on the batch it is drawn in.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+
+from .model import EmbeddingHook
+
+
+@torch.no_grad()
+def sample(model, process, vectors: torch.Tensor, seeds: list[int], *, steps: int | None = None,
+           guidance_scale: float = 1.0, embedding_hook: EmbeddingHook | None = None, batch_size: int = 512,
+           autocast: bool = False) -> torch.Tensor:
+    """Images (N, 3, S, S) float32 in [0, 1] on the CPU for concept vectors (N, dim) and N seeds."""
+    if len(seeds) != vectors.shape[0]:
+        raise ValueError(f"sample: {len(seeds)} seeds for {vectors.shape[0]} concept vectors")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for i in range(0, len(seeds), batch_size):
+            out.append(_sample_batch(model, process, vectors[i:i + batch_size].to(device), seeds[i:i + batch_size],
+                                     steps, guidance_scale, embedding_hook, autocast))
+    finally:
+        model.train(was_training)
+    return torch.cat(out)
+
+
+def _sample_batch(model, process, vectors, seeds, steps, guidance_scale, hook, autocast):
+    device = vectors.device
+    size = model.config.sample_size
+    generators = [torch.Generator().manual_seed(int(s)) for s in seeds]  # CPU: same noise on any device
+    x = randn_tensor((len(seeds), 3, size, size), generator=generators, device=torch.device("cpu")).to(device)
+    sched = process.sampling_scheduler(steps)
+    null = torch.zeros_like(vectors)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        for t in sched.timesteps:
+            tt = torch.full((x.shape[0],), int(t), device=device, dtype=torch.long)
+            eps = model(x, tt, vectors, embedding_hook=hook).float()
+            if guidance_scale != 1.0:
+                eps_null = model(x, tt, null).float()
+                eps = eps_null + guidance_scale * (eps - eps_null)
+            x = process.step(sched, eps, t, x, generators)
+    return process.from_model(x.float()).cpu()

@@ -1,0 +1,47 @@
+"""The tracker's raw table: one JSON line per (snapshot step, cell, probe sample, readout, method, setting)
+in `RUN_DIR/tracker/rows.jsonl`. Every aggregate, plot and report is derived from these rows.
+
+Fields:
+    step: int            training step of the snapshot
+    cell: str            cell name from the ConceptSpec, e.g. "blue-small"
+    held_out: bool       the cell was not in the training data
+    probe: int           probe index within the cell (0..N-1); with `seed` it fixes the sampling noise
+    seed: int            the probe's noise seed (the same at every snapshot)
+    readout: str         "analytic" (pixels -> factors, synthetic shapes) or "learned" (CNN probe)
+    method: str          "naive" (the cell's class-mean prompt) or an elicitation method
+    setting: str         the method's setting, e.g. "strength=0.5" ("" for naive)
+    p: {concept: float}  probability that the concept takes its value index 1 (blue, small, ...)
+    coords: {concept: float}  continuous concept coordinate (0 at value 0's class mean, 1 at value 1's)
+    target: {concept: int}    the cell's value index per concept
+A sample is correct on a concept when (p > 0.5) == target.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+FIELDS = ("step", "cell", "held_out", "probe", "seed", "readout", "method", "setting", "p", "coords", "target")
+
+
+def append_rows(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        for r in rows:
+            f.write(json.dumps({k: r[k] for k in FIELDS}) + "\n")
+
+
+def read_rows(path: Path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:  # a line cut by a kill mid-write: ignore the torn tail
+                    continue
+    return rows

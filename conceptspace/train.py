@@ -1,0 +1,267 @@
+"""`conceptspace train`: the training story, top to bottom.
+
+build data, model, diffusion process, optimiser -> resume from the run dir's checkpoint if there is one
+-> loop: batch (a pure function of seed and step) -> loss -> step -> snapshot + track -> checkpoint.
+Rerunning the same command resumes; every random draw is re-derived from (seed, step), so a killed and
+resumed run ends bitwise identical to an uninterrupted one on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from . import checkpoint as ckpt
+from .concepts import ConceptSpec
+from .data import build_source
+from .diffusion import build_process
+from .diffusion import check as check_diffusion
+from .errors import UserError
+from .logger import RunLogger, truncate_jsonl
+from .logger import check as check_logger
+from .model import build_model, count_parameters
+from .schedule import snapshot_steps
+
+
+class TrainingDiverged(UserError):
+    pass
+
+
+def train(cfg, out_dir: Path) -> dict:
+    check(cfg)
+    run_dir = Path(out_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    tc = cfg.train
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+    # ---- build ---------------------------------------------------------------------------------------
+    source = build_source(cfg.data, cfg.seed, device)
+    spec = source.spec
+    torch.manual_seed(cfg.seed)  # initial weights
+    model = build_model(cfg.model, spec, source.image_size).to(device)
+    process = build_process(cfg.diffusion)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
+                                  betas=tuple(tc.betas), fused=device.type == "cuda")
+    ema = make_ema(model, tc.ema) if tc.ema.enabled else None
+    snapshots = snapshot_steps(tc.steps, tc.snapshots.count, tc.snapshots.start)
+    autocast = use_bf16(tc.precision, device)
+    write_run_files(run_dir, cfg, spec)
+
+    # ---- resume --------------------------------------------------------------------------------------
+    step, run_id = 0, None
+    state = ckpt.load_checkpoint(run_dir, device)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        torch.set_rng_state(state["rng"]["torch"])
+        step, run_id = state["step"], state["wandb_run_id"]
+        for f in ("metrics.jsonl", "tracker/rows.jsonl"):
+            truncate_jsonl(run_dir / f, step)
+        print(f"resuming {run_dir} at step {step}/{tc.steps}")
+    if step >= tc.steps:
+        print(f"{run_dir} is complete ({step} steps); nothing to do")
+        return {"step": step, "run_dir": str(run_dir)}
+    logger = RunLogger(cfg.logger, run_dir, OmegaConf.to_container(cfg, resolve=True), run_id, cfg.name)
+    tracker = build_tracker(cfg, spec, process, run_dir, device, autocast) if cfg.tracker.enabled else None
+    print(f"model: {count_parameters(model) / 1e6:.2f}M parameters; device {device}; bf16 autocast {autocast}")
+
+    # ---- loop ----------------------------------------------------------------------------------------
+    ckpt.write_status(run_dir, "running", step, tc.steps)
+    bar = tqdm(total=tc.steps, initial=step, desc=cfg.name, unit="step", dynamic_ncols=True)
+    tick, tick_step = time.perf_counter(), step
+    try:
+        while step < tc.steps:
+            generator = step_generator(cfg.seed, step, device)
+            torch.manual_seed(step_seed(cfg.seed, step, "dropout"))  # dropout draws, reproducible per step
+            images, vectors = source.train_batch(step, tc.batch_size)
+            vectors = drop_concepts(vectors, spec, tc, generator)
+            with torch.autocast(device.type, dtype=torch.bfloat16) if autocast else nullcontext():
+                loss = process.loss(model, images, vectors, generator)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"loss is {loss.item()} at step {step}; the last good checkpoint is kept "
+                                       f"in {run_dir} (lower train.lr or set train.grad_clip)")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip or math.inf)
+            optimizer.step()
+            if ema is not None:
+                ema.step(model.parameters())
+            step += 1
+            bar.update(1)
+
+            if step % tc.log_every == 0 or step == tc.steps:
+                now = time.perf_counter()
+                rate = (step - tick_step) / max(now - tick, 1e-9)
+                tick, tick_step = now, step
+                logger.log({"loss": loss.item(), "lr": tc.lr, "grad_norm": grad_norm.item(), "steps_per_s": rate},
+                           step)
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+            if step in snapshots:
+                snapshot(model, ema, tracker, logger, run_dir, step, cfg)
+            if step % tc.checkpoint_every == 0 or step == tc.steps:
+                ckpt.save_checkpoint(run_dir, {
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else None,
+                    "rng": {"torch": torch.get_rng_state()}, "step": step, "wandb_run_id": logger.run_id,
+                })
+                ckpt.write_status(run_dir, "running", step, tc.steps)
+    except TrainingDiverged as e:
+        ckpt.write_status(run_dir, "failed", step, tc.steps, str(e))
+        raise
+    finally:
+        bar.close()
+        logger.finish()
+    ckpt.write_status(run_dir, "done", step, tc.steps)
+    return {"step": step, "run_dir": str(run_dir), "loss": loss.item()}
+
+
+def snapshot(model, ema, tracker, logger, run_dir, step, cfg):
+    """Save the raw weights (and EMA weights), then track the weights the tracker is set to read."""
+    ckpt.save_snapshot(model, run_dir, step)
+    tracked = model
+    if ema is not None:
+        ema_model = ema_copy(model, ema)
+        ckpt.save_snapshot(ema_model, run_dir, step, ema=True)
+        tracked = ema_model if cfg.tracker.weights == "ema" else model
+    if tracker is None:
+        return
+    from .tracker.track import grid_uint8, held_out_summary
+
+    rows, images = tracker.track(tracked, step)
+    logger.log(held_out_summary(rows, tracker.spec), step)
+    logger.log_images({"probe_samples": grid_uint8(tracker.grid(images))}, step)
+    if cfg.tracker.log_tables:
+        logger.log_table("tracker_rows", rows, step)
+
+
+def build_tracker(cfg, spec, process, run_dir, device, autocast):
+    from .readout import build_readout
+    from .tracker.probes import ProbeSet
+    from .tracker.track import Tracker
+
+    target = readout_target(cfg)
+    readouts = [build_readout(kind, target, cfg.tracker.probe_path, device) for kind in cfg.tracker.readouts]
+    probes = ProbeSet.build(spec, cfg.tracker.n_probes, cfg.tracker.seed)
+    return Tracker(spec, process, readouts, probes, run_dir, sample_steps=cfg.tracker.sample_steps,
+                   batch_size=cfg.tracker.batch_size, autocast=autocast)
+
+
+def readout_target(cfg):
+    """What a readout is built from: the generator settings for shapes, the ConceptSpec otherwise."""
+    if cfg.data.source == "shapes":
+        from synthetic_shapes import ShapesConfig
+
+        return ShapesConfig.from_cfg(cfg.data)
+    from .data import build_source
+
+    return build_source(cfg.data, cfg.seed, "cpu").spec
+
+
+# ---- small pieces ------------------------------------------------------------------------------------
+def step_seed(seed: int, step: int, stream: str) -> int:
+    return hash((seed, step, stream)) & 0x7FFFFFFFFFFF
+
+
+def step_generator(seed: int, step: int, device) -> torch.Generator:
+    return torch.Generator(device).manual_seed(step_seed(seed, step, "loss"))
+
+
+def drop_concepts(vectors, spec: ConceptSpec, tc, generator) -> torch.Tensor:
+    """CFG dropout (whole vector -> null = zeros) and per-concept dropout (that concept's slots -> 0)."""
+    if not tc.cfg_dropout and not tc.concept_dropout:
+        return vectors
+    vectors = vectors.clone()
+    n = vectors.shape[0]
+    for name, p in dict(tc.concept_dropout or {}).items():
+        mask = torch.rand(n, generator=generator, device=generator.device).to(vectors.device) < p
+        vectors[mask, spec.slot(name)] = 0.0
+    if tc.cfg_dropout:
+        mask = torch.rand(n, generator=generator, device=generator.device).to(vectors.device) < tc.cfg_dropout
+        vectors[mask] = 0.0
+    return vectors
+
+
+def make_ema(model, ema_cfg):
+    from diffusers.training_utils import EMAModel
+
+    from .model import ConceptUNet
+
+    return EMAModel(model.parameters(), decay=ema_cfg.decay, model_cls=ConceptUNet, model_config=model.config)
+
+
+def ema_copy(model, ema):
+    import copy
+
+    shadow = copy.deepcopy(model)
+    ema.copy_to(shadow.parameters())
+    return shadow
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device: got {name!r} but no CUDA device is available; allowed here: ['auto', 'cpu']")
+    return torch.device(name)
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
+def write_run_files(run_dir: Path, cfg, spec: ConceptSpec) -> None:
+    """The resolved config and the ConceptSpec, next to everything the run writes."""
+    ckpt.atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    ckpt.atomic_write_text(run_dir / "concept_spec.json", json.dumps(spec.to_dict(), indent=1))
+
+
+def check(cfg) -> None:
+    """Everything about the training config, before anything is written."""
+    tc = cfg.train
+    for key in ("steps", "batch_size", "checkpoint_every", "log_every"):
+        if isinstance(tc[key], bool) or not isinstance(tc[key], int) or tc[key] < 1:
+            raise UserError(f"train.{key}: got {tc[key]!r}; allowed: an integer >= 1")
+    for key in ("lr", "weight_decay"):
+        if isinstance(tc[key], bool) or not isinstance(tc[key], (int, float)) or tc[key] < 0 \
+                or (key == "lr" and tc[key] == 0):
+            raise UserError(f"train.{key}: got {tc[key]!r}; allowed: a number > 0" + (" or = 0" if key != "lr" else ""))
+    if tc.precision not in ("auto", "fp32", "bf16"):
+        raise UserError(f"train.precision: got {tc.precision!r}; allowed: ['auto', 'fp32', 'bf16']")
+    if tc.grad_clip is not None and (not isinstance(tc.grad_clip, (int, float)) or tc.grad_clip <= 0):
+        raise UserError(f"train.grad_clip: got {tc.grad_clip!r}; allowed: a number > 0 or null")
+    for key in ("cfg_dropout",):
+        if not 0 <= tc[key] < 1:
+            raise UserError(f"train.{key}: got {tc[key]!r}; allowed: a number in [0, 1)")
+    snapshot_steps(tc.steps, tc.snapshots.count, tc.snapshots.start)
+    check_diffusion(cfg.diffusion)
+    check_logger(cfg.logger)
+    if cfg.model.preset is None:
+        raise UserError("model.preset: missing; allowed: a model config from configs/model")
+    from .validate import concept_names
+
+    names = concept_names(cfg.data)
+    for name, p in dict(tc.concept_dropout or {}).items():
+        if name not in names:
+            raise UserError(f"train.concept_dropout: unknown concept {name!r}; allowed: {names}")
+        if not isinstance(p, (int, float)) or not 0 <= p <= 1:
+            raise UserError(f"train.concept_dropout.{name}: got {p!r}; allowed: a number in [0, 1]")
+    tk = cfg.tracker
+    if tk.weights not in ("raw", "ema") or (tk.weights == "ema" and not tc.ema.enabled):
+        raise UserError(f"tracker.weights: got {tk.weights!r}; allowed: ['raw'] or 'ema' with train.ema.enabled=true")
+    if isinstance(tk.n_probes, bool) or not isinstance(tk.n_probes, int) or tk.n_probes < 1:
+        raise UserError(f"tracker.n_probes: got {tk.n_probes!r}; allowed: an integer >= 1")
+    if tk.enabled:
+        from .readout import check_readouts
+
+        check_readouts(list(tk.readouts), cfg.data.source, tk.probe_path)

@@ -1,0 +1,12 @@
+"""Small shared test settings: a tiny, fast run on 2 CPU cores."""
+
+FAST = ["logger=none", "data.image_size=16", "data.per_cell=16", "train.batch_size=8", "train.log_every=2",
+        "train.snapshots.start=2", "diffusion.sample_steps=4", "tracker.n_probes=2"]
+
+
+def fast_cfg(*overrides, steps=6, snapshots=2, checkpoint_every=3, tracker=False):
+    from conceptspace.config import compose
+
+    return compose([*FAST, f"train.steps={steps}", f"train.snapshots.count={snapshots}",
+                    f"train.checkpoint_every={checkpoint_every}", f"tracker.enabled={str(tracker).lower()}",
+                    *overrides])

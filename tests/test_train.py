@@ -1,0 +1,162 @@
+import json
+
+import pytest
+import torch
+
+import conceptspace.train as train_module
+from conceptspace import checkpoint as ckpt
+from conceptspace.diffusion import build_process
+from conceptspace.errors import UserError
+from conceptspace.model import ConceptUNet, build_model
+from conceptspace.sampling import sample
+from conceptspace.train import train
+from synthetic_shapes import ShapesConfig
+from tests.helpers import fast_cfg
+
+SPEC = ShapesConfig().spec
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    cfg = fast_cfg()
+    return build_model(cfg.model, SPEC, 16), build_process(cfg.diffusion)
+
+
+def test_conditioning_changes_the_output():
+    model, _ = tiny_model()
+    x, t = torch.randn(2, 3, 16, 16), torch.tensor([100, 100])
+    # the UNet's last conv is zero-initialised in some diffusers blocks: perturb weights so output != 0
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    a = model(x, t, SPEC.encode(["red-large", "red-large"]))
+    b = model(x, t, SPEC.encode(["blue-small", "blue-small"]))
+    assert (a - b).abs().mean() > 1e-3
+
+
+def test_save_pretrained_round_trip_is_exact(tmp_path):
+    model, _ = tiny_model()
+    model.save_pretrained(tmp_path / "m")
+    loaded = ConceptUNet.from_pretrained(tmp_path / "m", low_cpu_mem_usage=False)
+    assert loaded.spec == SPEC and loaded.spec.held_out == ((1, 1),)
+    x, t, c = torch.randn(3, 3, 16, 16), torch.tensor([1, 500, 999]), torch.rand(3, 4)
+    model.eval(), loaded.eval()
+    assert torch.equal(model(x, t, c), loaded(x, t, c))
+
+
+def test_sampler_is_deterministic_per_sample_seed_and_batch_independent():
+    model, process = tiny_model()
+    v = SPEC.encode(["blue-small"] * 4)
+    a = sample(model, process, v, [5, 6, 7, 8], steps=4)
+    b = sample(model, process, v, [5, 6, 7, 8], steps=4)
+    c = sample(model, process, v[1:3], [6, 7], steps=4, batch_size=1)
+    assert torch.equal(a, b)
+    assert torch.allclose(a[1:3], c, atol=1e-5)
+    assert not torch.allclose(a[0], a[1])
+
+
+def test_cfg_scale_one_is_the_conditional_model_exactly():
+    model, process = tiny_model()
+    v = SPEC.encode(["blue-small"] * 2)
+    assert torch.equal(sample(model, process, v, [1, 2], steps=3),
+                       sample(model, process, v, [1, 2], steps=3, guidance_scale=1.0))
+    assert not torch.equal(sample(model, process, v, [1, 2], steps=3),
+                           sample(model, process, v, [1, 2], steps=3, guidance_scale=3.0))
+
+
+def test_ddpm_sampler_uses_per_sample_noise():
+    model, process = tiny_model()
+    process = build_process(fast_cfg("diffusion.sampler=ddpm").diffusion)
+    v = SPEC.encode(["red-small"] * 3)
+    a = sample(model, process, v, [1, 2, 3], steps=4)
+    b = sample(model, process, v[2:], [3], steps=4)
+    assert torch.allclose(a[2:], b, atol=1e-5)
+
+
+def final_state(run_dir):
+    return torch.load(run_dir / "checkpoint.pt", weights_only=False)
+
+
+def test_resume_after_a_kill_equals_uninterrupted(tmp_path, monkeypatch):
+    cfg = fast_cfg("train.ema.enabled=true", "train.cfg_dropout=0.2", steps=8, checkpoint_every=3)
+    train(cfg, tmp_path / "straight")
+
+    real = train_module.step_generator
+
+    def killed_at_step_7(seed, step, device):
+        if step == 7:
+            raise KeyboardInterrupt
+        return real(seed, step, device)
+
+    monkeypatch.setattr(train_module, "step_generator", killed_at_step_7)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "resumed")
+    assert final_state(tmp_path / "resumed")["step"] == 6
+    monkeypatch.setattr(train_module, "step_generator", real)
+    train(cfg, tmp_path / "resumed")  # the same call again = resume
+
+    a, b = final_state(tmp_path / "straight"), final_state(tmp_path / "resumed")
+    assert a["step"] == b["step"] == 8
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for x, y in zip(a["ema"]["shadow_params"], b["ema"]["shadow_params"]):
+        assert torch.equal(x, y)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps))  # no duplicated log lines after the resume
+
+
+def test_snapshots_are_sqrt_spaced_and_loadable(tmp_path):
+    train(fast_cfg(steps=12, snapshots=4), tmp_path)
+    steps = [s for s, _ in ckpt.list_snapshots(tmp_path)]
+    assert steps == [2, 4, 8, 12]  # round(linspace(√2, √12, 4)²)
+    model = ConceptUNet.from_pretrained(ckpt.snapshot_dir(tmp_path, 12), low_cpu_mem_usage=False)
+    assert torch.equal(model.state_dict()["concept_mlp.0.weight"],
+                       final_state(tmp_path)["model"]["concept_mlp.0.weight"])
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    cfg = fast_cfg(steps=8, checkpoint_every=2)
+    real = train_module.build_process
+
+    def poisoned(diffusion_cfg):
+        process = real(diffusion_cfg)
+        loss = process.loss
+        calls = {"n": 0}
+
+        def maybe_nan(*args):
+            calls["n"] += 1
+            value = loss(*args)
+            return value * float("nan") if calls["n"] == 5 else value
+        process.loss = maybe_nan
+        return process
+
+    monkeypatch.setattr(train_module, "build_process", poisoned)
+    with pytest.raises(UserError, match="loss is nan at step 4"):
+        train(cfg, tmp_path)
+    assert final_state(tmp_path)["step"] == 4
+    assert json.loads((tmp_path / "status.json").read_text())["state"] == "failed"
+
+
+def test_a_kill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    train(fast_cfg(steps=3, checkpoint_every=3), tmp_path)
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+
+    def torn_save(obj, f):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", torn_save)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save_checkpoint(tmp_path, {"step": 99})
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.lr=0", "train.lr"), ("train.steps=0", "train.steps"), ("train.precision=fp8", "train.precision"),
+    ("diffusion.sampler=euler", "diffusion.sampler: got 'euler'; allowed: ['ddim', 'ddpm']"),
+    ("train.concept_dropout={colour: 0.5}", "train.concept_dropout: unknown concept 'colour'"),
+    ("tracker.weights=ema", "tracker.weights"), ("train.snapshots.start=0", "train.snapshots.start"),
+])
+def test_bad_training_settings(override, message):
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        train_module.check(fast_cfg(override))
