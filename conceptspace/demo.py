@@ -1,22 +1,31 @@
-"""`make demo`: the main job on the CPU default: render the 2x2 data, train the tiny preset, track it,
-and write the run's report. Each stage is the same command a user would type."""
+"""`make demo`: the main job on the CPU default, as the commands a user would type:
+render the 2x2 data -> train the tiny preset (tracking every snapshot) -> elicit -> report."""
 
 from __future__ import annotations
 
 import sys
+import time
 
 from .cli import main as cli
+
+RUN_DIR = "runs/demo"
 
 
 def run(*argv: str) -> None:
     print(f"\n$ conceptspace {' '.join(argv)}", flush=True)
+    start = time.perf_counter()
     code = cli(list(argv))
+    print(f"({time.perf_counter() - start:.0f} s)", flush=True)
     if code:
         sys.exit(code)
 
 
 def main() -> None:
-    run("render", "hydra.run.dir=runs/demo/render")
+    run("render", "hydra.run.dir=runs/demo_render")
+    run("train", "experiment=demo")  # run dir: runs/demo (rerunning resumes / finds it complete)
+    run("elicit", RUN_DIR, "overprompt.strengths=[1.0,2.0]", "intervention.alphas=[1.0,2.0]")
+    run("report", RUN_DIR)
+    print(f"\nopen {RUN_DIR}/report.html")
 
 
 if __name__ == "__main__":

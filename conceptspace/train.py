@@ -262,6 +262,16 @@ def check(cfg) -> None:
     if isinstance(tk.n_probes, bool) or not isinstance(tk.n_probes, int) or tk.n_probes < 1:
         raise UserError(f"tracker.n_probes: got {tk.n_probes!r}; allowed: an integer >= 1")
     if tk.enabled:
-        from .readout import check_readouts
-
         check_readouts(list(tk.readouts), cfg.data.source, tk.probe_path)
+
+
+def check_readouts(kinds: list[str], source: str, probe_path) -> None:
+    allowed = ("analytic", "learned")
+    if not kinds or any(k not in allowed for k in kinds):
+        raise UserError(f"tracker.readouts: got {kinds}; allowed: a non-empty list from {list(allowed)}")
+    if "analytic" in kinds and source != "shapes":
+        raise UserError(f"tracker.readouts: 'analytic' reads synthetic shapes only; data.source={source!r} "
+                        "needs ['learned'] with tracker.probe_path")
+    if "learned" in kinds and (probe_path is None or not (Path(probe_path) / "config.json").is_file()):
+        raise UserError(f"tracker.probe_path: got {probe_path!r}; allowed: a folder written by "
+                        "`conceptspace train-probe` (needed by the 'learned' readout)")

@@ -46,7 +46,8 @@ class ShapesConfig:
     def _validate(self):
         bad = [c for c in self.concepts if c not in CONCEPTS]
         if bad or not self.concepts or len(set(self.concepts)) != len(self.concepts):
-            raise ConceptError(f"data.concepts: got {list(self.concepts)}; allowed: distinct names from {list(CONCEPTS)}")
+            raise ConceptError(f"data.concepts: got {list(self.concepts)}; "
+                               f"allowed: distinct names from {list(CONCEPTS)}")
         if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or self.image_size < 8:
             raise ConceptError(f"data.image_size: got {self.image_size!r}; allowed: an integer >= 8")
         _check_range("data.sep_col", self.sep_col, 0.0, 0.8)  # 0.5 + Δ/2 + Δ/8 <= 1

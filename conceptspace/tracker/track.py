@@ -48,12 +48,13 @@ class Tracker:
         return rows
 
     def track(self, model, step: int, *, method: str = "naive", setting: str = "", vectors=None,
-              guidance_scale: float = 1.0, embedding_hook=None, write: bool = True) -> tuple[list[dict], torch.Tensor]:
+              guidance_scale: float = 1.0, embedding_hook=None, write: bool = True, save_grid: bool = True
+              ) -> tuple[list[dict], torch.Tensor]:
         images = self.images(model, vectors, guidance_scale=guidance_scale, embedding_hook=embedding_hook)
         rows = self.rows(images, step, method, setting)
         if write and self.run_dir is not None:
             append_rows(self.rows_path, rows)
-            if method == "naive":
+            if method == "naive" and save_grid:
                 save_image(self.grid(images), self.run_dir / "tracker" / "samples" / f"step_{step:06d}.png")
         return rows, images
 

@@ -1,0 +1,39 @@
+"""Reading a finished (or running) run dir back: its config, spec, process, snapshots and tracker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from .checkpoint import list_snapshots
+from .errors import UserError
+
+
+def load_run_config(run_dir: Path):
+    run_dir = Path(run_dir)
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise UserError(f"RUN_DIR: {run_dir} has no config.yaml; allowed: a run dir written by `conceptspace train`")
+    return OmegaConf.load(path)
+
+
+def snapshots_or_error(run_dir: Path, ema: bool = False) -> list[tuple[int, Path]]:
+    found = list_snapshots(run_dir, ema)
+    if not found:
+        kind = "EMA snapshots (train.ema.enabled)" if ema else "snapshots"
+        raise UserError(f"RUN_DIR: {run_dir} has no {kind} under snapshots/")
+    return found
+
+
+def load_snapshot(path: Path, device):
+    from .model import ConceptUNet
+
+    return ConceptUNet.from_pretrained(path, low_cpu_mem_usage=False).to(device)
+
+
+def device_from(name: str | None) -> torch.device:
+    from .train import resolve_device
+
+    return resolve_device(name or "auto")

@@ -1,0 +1,72 @@
+"""`conceptspace track RUN_DIR`: probe every saved snapshot of a run, exactly as the training callback does.
+
+    conceptspace track RUN_DIR [--weights raw|ema] [--readouts analytic,learned] [--probe-path DIR]
+                               [--rows rows.jsonl] [--device auto]
+Snapshots whose rows are already in the rows file are skipped, so rerunning continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import UserError
+from ..run import device_from, load_run_config, load_snapshot, snapshots_or_error
+from .rows import read_rows
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="conceptspace track", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--weights", choices=["raw", "ema"], default=None)
+    parser.add_argument("--readouts", default=None, help="comma-separated: analytic,learned")
+    parser.add_argument("--probe-path", default=None)
+    parser.add_argument("--rows", default="rows.jsonl", help="file name under RUN_DIR/tracker/")
+    parser.add_argument("--device", default=None)
+    args = parse(parser, argv)
+    cfg = load_run_config(args.run_dir)
+    if args.readouts:
+        cfg.tracker.readouts = args.readouts.split(",")
+    if args.probe_path:
+        cfg.tracker.probe_path = args.probe_path
+    weights = args.weights or cfg.tracker.weights
+    device = device_from(args.device or cfg.device)
+    tracker = open_tracker(cfg, args.run_dir, device, rows_file=args.rows)
+    done = {(r["step"], r["readout"]) for r in read_rows(tracker.rows_path) if r["method"] == "naive"}
+    wanted = {r.name for r in tracker.readouts}
+    todo = [(s, p) for s, p in snapshots_or_error(args.run_dir, ema=weights == "ema")
+            if not wanted <= {ro for st, ro in done if st == s}]
+    for step, path in todo:
+        tracker.track(load_snapshot(path, device), step)
+        print(f"tracked step {step}")
+    print(f"{len(todo)} snapshots tracked, rows in {tracker.rows_path}")
+    return 0
+
+
+def open_tracker(cfg, run_dir: Path, device, rows_file: str = "rows.jsonl"):
+    from ..diffusion import build_process
+    from ..train import build_tracker, use_bf16
+
+    tracker = build_tracker(cfg, spec_of(run_dir), build_process(cfg.diffusion), run_dir, device,
+                            use_bf16(cfg.train.precision, device))
+    tracker.rows_file = rows_file
+    return tracker
+
+
+def spec_of(run_dir: Path):
+    import json
+
+    from ..concepts import ConceptSpec
+
+    return ConceptSpec.from_dict(json.loads((Path(run_dir) / "concept_spec.json").read_text()))
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str]):
+    """argparse, but a bad argument is a UserError (one line), not a usage dump and SystemExit."""
+    parser.exit_on_error = False
+    try:
+        return parser.parse_args(argv)
+    except (argparse.ArgumentError, SystemExit) as e:
+        if isinstance(e, SystemExit) and e.code == 0:  # --help
+            raise
+        raise UserError(str(e) if isinstance(e, argparse.ArgumentError) else "bad arguments; see --help") from None
