@@ -13,10 +13,12 @@ import torch
 
 from synthetic_shapes import ShapesConfig, ShapesWorld
 
+from .seeding import derive_seed
+
 
 def epoch_order(seed: int, epoch: int, n: int, device) -> torch.Tensor:
     """The shuffled order of a finite dataset in one epoch (a pure function of seed and epoch)."""
-    g = torch.Generator().manual_seed(hash((seed, epoch, "order")) & 0x7FFFFFFF)
+    g = torch.Generator().manual_seed(derive_seed(seed, epoch, "order"))
     return torch.randperm(n, generator=g).to(device)
 
 

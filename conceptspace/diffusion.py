@@ -33,13 +33,17 @@ class DDPMProcess:
     def from_model(x: torch.Tensor) -> torch.Tensor:
         return ((x + 1) / 2).clamp(0, 1)
 
-    def loss(self, model, images01: torch.Tensor, vectors: torch.Tensor, generator: torch.Generator
-             ) -> torch.Tensor:
-        """Mean ε-MSE; timesteps and noise come from `generator` (seeded per step by the driver)."""
+    def loss(self, model, images01: torch.Tensor, vectors: torch.Tensor, generator: torch.Generator,
+             shard=None) -> torch.Tensor:
+        """Mean ε-MSE; timesteps and noise come from `generator` (seeded per step by the driver). They are
+        drawn for the whole (global) batch; `shard` (a function tensor -> this rank's slice) then keeps
+        this rank's part, so data-parallel ranks together see exactly what one process would."""
         x0 = self.to_model(images01)
         t = torch.randint(0, self.cfg.num_train_timesteps, (x0.shape[0],), generator=generator,
                           device=generator.device).to(x0.device)
         noise = torch.randn(x0.shape, generator=generator, device=generator.device).to(x0.device)
+        if shard is not None:
+            x0, vectors, t, noise = shard(x0), shard(vectors), shard(t), shard(noise)
         xt = self.train_scheduler.add_noise(x0, noise, t)
         return F.mse_loss(model(xt, t, vectors).float(), noise)
 

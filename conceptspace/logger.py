@@ -70,6 +70,20 @@ class RunLogger:
             self.wandb = None
 
 
+class NullLogger:
+    """What ranks other than 0 log: nothing."""
+
+    run_id = None
+
+    def log(self, *args, **kwargs):
+        pass
+
+    log_images = log_table = log
+
+    def finish(self):
+        pass
+
+
 def truncate_jsonl(path: Path, last_step: int) -> None:
     """On resume, drop lines written after the checkpoint's step (they will be written again)."""
     from .checkpoint import atomic_write_text

@@ -19,15 +19,17 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
+from . import distributed
 from .concepts import ConceptSpec
 from .data import build_source
 from .diffusion import build_process
 from .diffusion import check as check_diffusion
 from .errors import UserError
-from .logger import RunLogger, truncate_jsonl
+from .logger import NullLogger, RunLogger, truncate_jsonl
 from .logger import check as check_logger
 from .model import build_model, count_parameters
 from .schedule import snapshot_steps
+from .seeding import derive_seed
 
 
 class TrainingDiverged(UserError):
@@ -38,8 +40,9 @@ def train(cfg, out_dir: Path) -> dict:
     check(cfg)
     run_dir = Path(out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.device)
     tc = cfg.train
+    device = distributed.local_device(resolve_device(cfg.device))
+    world = distributed.init(device, tc.batch_size)  # torchrun: N ranks share each global batch
     torch.backends.cudnn.benchmark = False
     torch.backends.cuda.matmul.allow_tf32 = False
 
@@ -54,7 +57,8 @@ def train(cfg, out_dir: Path) -> dict:
     ema = make_ema(model, tc.ema) if tc.ema.enabled else None
     snapshots = snapshot_steps(tc.steps, tc.snapshots.count, tc.snapshots.start)
     autocast = use_bf16(tc.precision, device)
-    write_run_files(run_dir, cfg, spec)
+    if world.is_main:
+        write_run_files(run_dir, cfg, spec)
 
     # ---- resume --------------------------------------------------------------------------------------
     step, run_id = 0, None
@@ -66,19 +70,29 @@ def train(cfg, out_dir: Path) -> dict:
             ema.load_state_dict(state["ema"])
         torch.set_rng_state(state["rng"]["torch"])
         step, run_id = state["step"], state["wandb_run_id"]
-        for f in ("metrics.jsonl", "tracker/rows.jsonl"):
-            truncate_jsonl(run_dir / f, step)
-        print(f"resuming {run_dir} at step {step}/{tc.steps}")
+        if world.is_main:
+            for f in ("metrics.jsonl", "tracker/rows.jsonl"):
+                truncate_jsonl(run_dir / f, step)
+            print(f"resuming {run_dir} at step {step}/{tc.steps}")
     if step >= tc.steps:
         print(f"{run_dir} is complete ({step} steps); nothing to do")
+        distributed.shutdown(world)
         return {"step": step, "run_dir": str(run_dir)}
-    logger = RunLogger(cfg.logger, run_dir, OmegaConf.to_container(cfg, resolve=True), run_id, cfg.name)
-    tracker = build_tracker(cfg, spec, process, run_dir, device, autocast) if cfg.tracker.enabled else None
-    print(f"model: {count_parameters(model) / 1e6:.2f}M parameters; device {device}; bf16 autocast {autocast}")
+    main = world.is_main  # only rank 0 logs, snapshots, tracks and checkpoints
+    logger = RunLogger(cfg.logger, run_dir, OmegaConf.to_container(cfg, resolve=True), run_id, cfg.name) \
+        if main else NullLogger()
+    tracker = build_tracker(cfg, spec, process, run_dir, device, autocast) if cfg.tracker.enabled and main \
+        else None
+    net = distributed.wrap(model, world, device)
+    shard = world.shard if world.size > 1 else None
+    if main:
+        print(f"model: {count_parameters(model) / 1e6:.2f}M parameters; device {device}; bf16 {autocast}; "
+              f"ranks {world.size}")
 
     # ---- loop ----------------------------------------------------------------------------------------
-    ckpt.write_status(run_dir, "running", step, tc.steps)
-    bar = tqdm(total=tc.steps, initial=step, desc=cfg.name, unit="step", dynamic_ncols=True)
+    if main:
+        ckpt.write_status(run_dir, "running", step, tc.steps)
+    bar = tqdm(total=tc.steps, initial=step, desc=cfg.name, unit="step", dynamic_ncols=True, disable=not main)
     tick, tick_step = time.perf_counter(), step
     try:
         while step < tc.steps:
@@ -87,9 +101,10 @@ def train(cfg, out_dir: Path) -> dict:
             images, vectors = source.train_batch(step, tc.batch_size)
             vectors = drop_concepts(vectors, spec, tc, generator)
             with torch.autocast(device.type, dtype=torch.bfloat16) if autocast else nullcontext():
-                loss = process.loss(model, images, vectors, generator)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"loss is {loss.item()} at step {step}; the last good checkpoint is kept "
+                loss = process.loss(net, images, vectors, generator, shard)
+            global_loss = distributed.mean(loss, world)  # what a single process would report
+            if not torch.isfinite(global_loss):
+                raise TrainingDiverged(f"loss is {global_loss.item()} at step {step}; the last good checkpoint is kept "
                                        f"in {run_dir} (lower train.lr or set train.grad_clip)")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -100,13 +115,15 @@ def train(cfg, out_dir: Path) -> dict:
             step += 1
             bar.update(1)
 
+            if not main:
+                continue
             if step % tc.log_every == 0 or step == tc.steps:
                 now = time.perf_counter()
                 rate = (step - tick_step) / max(now - tick, 1e-9)
                 tick, tick_step = now, step
-                logger.log({"loss": loss.item(), "lr": tc.lr, "grad_norm": grad_norm.item(), "steps_per_s": rate},
-                           step)
-                bar.set_postfix(loss=f"{loss.item():.4f}")
+                logger.log({"loss": global_loss.item(), "lr": tc.lr, "grad_norm": grad_norm.item(),
+                            "steps_per_s": rate}, step)
+                bar.set_postfix(loss=f"{global_loss.item():.4f}")
             if step in snapshots:
                 snapshot(model, ema, tracker, logger, run_dir, step, cfg)
             if step % tc.checkpoint_every == 0 or step == tc.steps:
@@ -117,13 +134,16 @@ def train(cfg, out_dir: Path) -> dict:
                 })
                 ckpt.write_status(run_dir, "running", step, tc.steps)
     except TrainingDiverged as e:
-        ckpt.write_status(run_dir, "failed", step, tc.steps, str(e))
+        if main:
+            ckpt.write_status(run_dir, "failed", step, tc.steps, str(e))
         raise
     finally:
         bar.close()
         logger.finish()
-    ckpt.write_status(run_dir, "done", step, tc.steps)
-    return {"step": step, "run_dir": str(run_dir), "loss": loss.item()}
+    if main:
+        ckpt.write_status(run_dir, "done", step, tc.steps)
+    distributed.shutdown(world)
+    return {"step": step, "run_dir": str(run_dir), "loss": global_loss.item()}
 
 
 def snapshot(model, ema, tracker, logger, run_dir, step, cfg):
@@ -170,7 +190,7 @@ def readout_target(cfg):
 
 # ---- small pieces ------------------------------------------------------------------------------------
 def step_seed(seed: int, step: int, stream: str) -> int:
-    return hash((seed, step, stream)) & 0x7FFFFFFFFFFF
+    return derive_seed(seed, step, stream)
 
 
 def step_generator(seed: int, step: int, device) -> torch.Generator:

@@ -160,3 +160,17 @@ def test_a_kill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, monke
 def test_bad_training_settings(override, message):
     with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
         train_module.check(fast_cfg(override))
+
+
+def test_step_seeds_and_data_order_are_the_same_in_every_process():
+    """A resumed run is a new process: its per-step seeds and data order must not depend on the
+    interpreter's string-hash randomisation."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from conceptspace.train import step_seed; from conceptspace.data import epoch_order; "
+            "print(step_seed(3, 17, 'loss'), epoch_order(3, 2, 10, 'cpu').tolist())")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": h}).stdout for h in ("1", "2")}
+    assert len(outs) == 1
