@@ -55,4 +55,4 @@ def concept_names(data) -> list[str]:
     """Concept names of a data config, without loading any data."""
     if data.source == "shapes":
         return list(data.concepts)
-    return [c["attribute"] if isinstance(c, dict) or hasattr(c, "keys") else str(c) for c in data.concepts]
+    return [c.get("name") or c["attribute"] for c in data.concepts]
