@@ -37,7 +37,7 @@ class RunLogger:
             mode = os.environ.get("WANDB_MODE", mode)  # the environment wins (tests: disabled)
             self.wandb = wandb.init(project=cfg.project, entity=cfg.entity, group=name, dir=str(self.run_dir),
                                     id=run_id, resume="allow", mode=mode, config=config,
-                                    name=self.run_dir.name, settings=wandb.Settings(start_method="thread"))
+                                    name=self.run_dir.name, reinit="finish_previous")
 
     @property
     def run_id(self) -> str | None:

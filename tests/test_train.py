@@ -174,3 +174,16 @@ def test_step_seeds_and_data_order_are_the_same_in_every_process():
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": h}).stdout for h in ("1", "2")}
     assert len(outs) == 1
+
+
+def test_wandb_offline_logging_and_resume_keeps_the_run_id(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    cfg = fast_cfg("logger=wandb", "data.image_size=32", steps=4, snapshots=1, checkpoint_every=2, tracker=True)
+    cfg.train.steps = 2
+    train(cfg, tmp_path / "run")
+    first = final_state(tmp_path / "run")["wandb_run_id"]
+    cfg.train.steps = 4
+    train(cfg, tmp_path / "run")
+    assert first and final_state(tmp_path / "run")["wandb_run_id"] == first
+    assert list((tmp_path / "run" / "wandb").glob(f"offline-run-*-{first}"))
