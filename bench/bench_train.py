@@ -17,11 +17,12 @@ from pathlib import Path
 import torch
 
 from conceptspace.config import compose
+from conceptspace.devices import resolve_device, use_bf16
 from conceptspace.diffusion import build_process
 from conceptspace.model import build_model, count_parameters
 from conceptspace.sampling import sample
-from conceptspace.train import resolve_device, train, use_bf16
 from conceptspace.tracker.probes import ProbeSet
+from conceptspace.train import train
 
 
 def bench_training(overrides: list[str], steps: int) -> dict:
@@ -70,8 +71,8 @@ def main() -> None:
     print(f"{'what':44s} {'value':>12s}")
     print(f"{'train steps/s (real loop, tracker off)':44s} {t['steps_per_s']:12.2f}")
     print(f"{'train images/s':44s} {t['img_per_s']:12.1f}")
-    print(f"{'tracker sampling: 4 cells x ' + str(args.probes) + ' probes x ' + str(args.sample_steps) + ' steps, s':44s} "
-          f"{s['seconds']:12.2f}")
+    label = f"tracker sampling: 4 cells x {args.probes} probes x {args.sample_steps} steps, s"
+    print(f"{label:44s} {s['seconds']:12.2f}")
 
 
 if __name__ == "__main__":

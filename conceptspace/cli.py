@@ -22,6 +22,7 @@ HYDRA_VERBS = {
     "train": ("conceptspace.train", "train"),
     "train-probe": ("conceptspace.readout.train_probe", "train_probe"),
 }
+DEFAULT_NAMES = {"render": "render", "train-probe": "probe"}
 PATH_VERBS = {
     "track": ("conceptspace.tracker.offline", "main"),
     "elicit": ("conceptspace.elicit.command", "main"),
@@ -59,6 +60,8 @@ def _run_hydra(verb: str, rest: list[str]) -> int:
     from .config import compose, config_dir
     from .validate import validate
 
+    if verb in DEFAULT_NAMES and not any(a.startswith("name=") for a in rest):
+        rest = [f"name={DEFAULT_NAMES[verb]}", *rest]  # runs/probe/..., runs/render/...: apart from training runs
     overrides = [a for a in rest if not a.startswith("-") and not a.startswith("hydra.")
                  and not a.startswith("hydra/")]
     # Check everything before Hydra creates a run dir: bad input writes nothing.

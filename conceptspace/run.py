@@ -34,6 +34,6 @@ def load_snapshot(path: Path, device):
 
 
 def device_from(name: str | None) -> torch.device:
-    from .train import resolve_device
+    from .devices import resolve_device
 
     return resolve_device(name or "auto")

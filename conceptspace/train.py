@@ -22,6 +22,7 @@ from . import checkpoint as ckpt
 from . import distributed
 from .concepts import ConceptSpec
 from .data import build_source
+from .devices import resolve_device, use_bf16
 from .diffusion import build_process
 from .diffusion import check as check_diffusion
 from .errors import UserError
@@ -226,18 +227,6 @@ def ema_copy(model, ema):
     shadow = copy.deepcopy(model)
     ema.copy_to(shadow.parameters())
     return shadow
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device: got {name!r} but no CUDA device is available; allowed here: ['auto', 'cpu']")
-    return torch.device(name)
-
-
-def use_bf16(precision: str, device: torch.device) -> bool:
-    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
 
 
 def write_run_files(run_dir: Path, cfg, spec: ConceptSpec) -> None:

@@ -11,7 +11,8 @@ TINY = [*FAST, "data.image_size=32", "train.steps=4", "train.snapshots.count=2",
 
 
 def multirun(tmp_path, *extra):
-    cmd = [sys.executable, "-m", "conceptspace.cli", "train", "-m", "name=tinysweep", *TINY, *extra, f"hydra.sweep.dir={tmp_path}"]
+    cmd = [sys.executable, "-m", "conceptspace.cli", "train", "-m", "name=tinysweep", *TINY, *extra,
+           f"hydra.sweep.dir={tmp_path}"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path.parent,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]

@@ -44,8 +44,9 @@ def main(argv: list[str]) -> int:
 
 
 def open_tracker(cfg, run_dir: Path, device, rows_file: str = "rows.jsonl"):
+    from ..devices import use_bf16
     from ..diffusion import build_process
-    from ..train import build_tracker, use_bf16
+    from ..train import build_tracker
 
     tracker = build_tracker(cfg, spec_of(run_dir), build_process(cfg.diffusion), run_dir, device,
                             use_bf16(cfg.train.precision, device))
