@@ -23,7 +23,7 @@ def run(*argv: str) -> None:
 def main() -> None:
     run("render", "hydra.run.dir=runs/demo_render")
     run("train", "experiment=demo")  # run dir: runs/demo (rerunning resumes / finds it complete)
-    run("elicit", RUN_DIR, "overprompt.strengths=[1.0,2.0]", "intervention.alphas=[1.0,2.0]")
+    run("elicit", RUN_DIR, "overprompt.strengths=[0.5,1.0]", "intervention.alphas=[1.0,2.0]")
     run("report", RUN_DIR)
     print(f"\nopen {RUN_DIR}/report.html")
 

@@ -53,6 +53,8 @@ def main(argv: list[str]) -> int:
     n = run_cfg.tracker.n_probes
     done = {(r["step"], r["cell"], r["method"], r["setting"]) for r in read_rows(tracker.rows_path)}
     trained_with_cfg = bool(run_cfg.train.cfg_dropout)
+    if "cfg" in ecfg.methods and not trained_with_cfg:
+        print("cfg: skipped (the model was trained without train.cfg_dropout, so it has no null concept)")
     for step, path in snapshots_or_error(args.run_dir):
         model = None
         for cell in targets:

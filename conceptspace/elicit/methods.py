@@ -111,9 +111,7 @@ def settings_for(cfg, spec: ConceptSpec, cell, model, trained_with_cfg: bool, n_
             for b in iv.betas:
                 out.append(Setting("intervention", f"alpha={a:g},beta={b:g}",
                                    hook=InterventionHook(amplify, suppress, float(a), float(b), t_range)))
-    if "cfg" in methods and trained_with_cfg:
+    if "cfg" in methods and trained_with_cfg:  # else skipped: no null concept was trained (the caller says so)
         for w in cfg.cfg.scales:
             out.append(Setting("cfg", f"w={w:g}", guidance_scale=float(w)))
-    elif "cfg" in methods:
-        print("cfg: skipped (the model was trained without train.cfg_dropout, so it has no null concept)")
     return out
