@@ -2,12 +2,15 @@
     - concept vectors: naive prompts, or over-prompts (vectors pushed past the training range);
     - guidance_scale w: classifier-free guidance against the null concept (the zero vector); w = 1 is the
       plain conditional model (no unconditional pass at all, so it equals naive sampling exactly);
-    - embedding_hook: an edit of the concept embedding (latent intervention).
+    - embedding_hook: an edit of the concept embedding (latent intervention); a hook with an `attach(model)`
+      context manager also edits inside the network (per-block intervention) while sampling.
 Each sample has its own noise generator seeded by its probe seed, so sample i is the same at every
 snapshot and does not depend on the batch it is drawn in.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 from diffusers.utils.torch_utils import randn_tensor
@@ -26,10 +29,12 @@ def sample(model, process, vectors: torch.Tensor, seeds: list[int], *, steps: in
     was_training = model.training
     model.eval()
     out = []
+    attach = getattr(embedding_hook, "attach", None)  # interventions that edit inside the network's blocks
     try:
-        for i in range(0, len(seeds), batch_size):
-            out.append(_sample_batch(model, process, vectors[i:i + batch_size].to(device), seeds[i:i + batch_size],
-                                     steps, guidance_scale, embedding_hook, autocast))
+        with attach(model) if attach else contextlib.nullcontext():
+            for i in range(0, len(seeds), batch_size):
+                out.append(_sample_batch(model, process, vectors[i:i + batch_size].to(device),
+                                         seeds[i:i + batch_size], steps, guidance_scale, embedding_hook, autocast))
     finally:
         model.train(was_training)
     return torch.cat(out)

@@ -122,3 +122,27 @@ def test_elicit_command_writes_the_table_and_skips_done_work(run_cli, tmp_path):
     assert (tmp_path / "tracker" / "rows.jsonl").read_text() == rows_before
     code, _, err = run_cli("elicit", str(tmp_path / "nope"))
     assert code == 2 and "has no config.yaml" in err
+
+
+def test_block_site_intervention_identity_and_effect():
+    model, process = tiny_model()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    v, seeds = SPEC.encode([BLUE_SMALL] * 2), [3, 4]
+    naive = sample(model, process, v, seeds, steps=4)
+
+    def block_hook(alpha, beta):
+        cfg = grid(**{"intervention.site": "blocks", "intervention.alphas": f"[{alpha}]",
+                      "intervention.betas": f"[{beta}]", "methods": "[intervention]"})
+        (setting,) = settings_for(cfg, SPEC, BLUE_SMALL, model, False, 2)
+        return setting.hook
+
+    hook = block_hook(0, 0)
+    assert len(hook.blocks) == len([n for n, _ in model.unet.named_modules() if n.endswith("time_emb_proj")]) > 0
+    assert torch.equal(sample(model, process, v, seeds, steps=4, embedding_hook=hook), naive)
+    edited = sample(model, process, v, seeds, steps=4, embedding_hook=block_hook(2, 0.5))
+    assert not torch.equal(edited, naive)
+    assert torch.equal(sample(model, process, v, seeds, steps=4), naive)  # hooks removed after sampling
+    with pytest.raises(UserError, match="intervention.site: got 'mid'"):
+        settings_for(grid(**{"intervention.site": "mid"}), SPEC, BLUE_SMALL, model, False, 2)

@@ -39,10 +39,9 @@ def overprompt_vector(spec: ConceptSpec, cell, concepts: list[str], strength: fl
 
 def concept_direction(model, spec: ConceptSpec, concept: str, value: int) -> torch.Tensor:
     """The normalised concept-MLP output for an input holding only this concept's class-mean slots."""
-    x = torch.zeros(1, spec.dim, device=next(model.parameters()).device)
-    x[0, spec.slot(concept)] = spec.prototype(concept)[value].to(x.device)
+    x = prototype_input(spec, concept, value, next(model.parameters()).device)
     with torch.no_grad():
-        e = model.concept_embedding(x)[0]
+        e = model.concept_embedding(x[None])[0]
     return e / e.norm().clamp_min(1e-12)
 
 
@@ -68,6 +67,66 @@ class InterventionHook:
         return torch.where(inside, edited, e)
 
 
+class BlockIntervention:
+    """The same edit applied to every resnet block's projection of the (time + concept) embedding
+    (`time_emb_proj`, the channel bias each block adds): the paper intervened on each block's own concept
+    projection. Directions are each block's projection of the prototypical concept embeddings.
+    Used by the sampler as an embedding hook (to learn the timestep) plus forward hooks it attaches."""
+
+    def __init__(self, model, amplify_inputs: list[torch.Tensor], suppress_inputs: list[torch.Tensor],
+                 alpha: float, beta: float, t_range=None):
+        self.alpha, self.beta, self.t_range, self._t = alpha, beta, t_range, None
+        self.blocks = [m for name, m in model.unet.named_modules() if name.endswith("time_emb_proj")]
+        act = torch.nn.functional.silu  # diffusers' resnets project silu(temb)
+        with torch.no_grad():
+            def directions(inputs):
+                out = []
+                for x in inputs:
+                    e = act(model.concept_embedding(x[None]))
+                    out.append([(lambda v: v / v.norm().clamp_min(1e-12))(b(e)[0]) for b in self.blocks])
+                return out
+            self.amplify, self.suppress = directions(amplify_inputs), directions(suppress_inputs)
+
+    def __call__(self, e: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        self._t = t  # remembered for the block hooks; the embedding itself is untouched
+        return e
+
+    def attach(self, model):
+        import contextlib
+
+        @contextlib.contextmanager
+        def attached():
+            handles = [b.register_forward_hook(self._edit(i)) for i, b in enumerate(self.blocks)]
+            try:
+                yield
+            finally:
+                for h in handles:
+                    h.remove()
+        return attached()
+
+    def _edit(self, i: int):
+        def hook(module, inputs, p):
+            if self.alpha == 0 and self.beta == 0:
+                return p
+            edited = p
+            for d in self.amplify:
+                edited = edited + self.alpha * (edited @ d[i])[:, None] * d[i]
+            for d in self.suppress:
+                edited = edited - self.beta * (edited @ d[i])[:, None] * d[i]
+            if self.t_range is None or self._t is None:
+                return edited
+            inside = ((self._t >= self.t_range[0]) & (self._t <= self.t_range[1]))[:, None]
+            return torch.where(inside, edited, p)
+        return hook
+
+
+def prototype_input(spec: ConceptSpec, concept: str, value: int, device) -> torch.Tensor:
+    """A concept vector holding only this concept's class-mean slots (the paper's prototypical input)."""
+    x = torch.zeros(spec.dim, device=device)
+    x[spec.slot(concept)] = spec.prototype(concept)[value].to(device)
+    return x
+
+
 def resolve_value(spec: ConceptSpec, concept: str, value: str, cell) -> int:
     own = cell[spec.names.index(concept)]
     if value == "target":
@@ -75,6 +134,31 @@ def resolve_value(spec: ConceptSpec, concept: str, value: str, cell) -> int:
     if value == "other":
         return 1 - own
     return spec.concept(concept).index(value)
+
+
+SITES = ("embedding", "blocks")
+
+
+def intervention_settings(iv, spec: ConceptSpec, cell, model) -> list[Setting]:
+    if iv.site not in SITES:
+        raise UserError(f"intervention.site: got {iv.site!r}; allowed: {list(SITES)}")
+    device = next(model.parameters()).device
+    pick = {"amplify": dict(iv.amplify), "suppress": dict(iv.suppress)}
+    values = {k: [(c, resolve_value(spec, c, v, cell)) for c, v in d.items()] for k, d in pick.items()}
+    t_range = tuple(iv.t_range) if iv.t_range is not None else None
+    out = []
+    for a in iv.alphas:
+        for b in iv.betas:
+            if iv.site == "embedding":
+                hook = InterventionHook([concept_direction(model, spec, c, v) for c, v in values["amplify"]],
+                                        [concept_direction(model, spec, c, v) for c, v in values["suppress"]],
+                                        float(a), float(b), t_range)
+            else:
+                hook = BlockIntervention(model, [prototype_input(spec, c, v, device) for c, v in values["amplify"]],
+                                         [prototype_input(spec, c, v, device) for c, v in values["suppress"]],
+                                         float(a), float(b), t_range)
+            out.append(Setting("intervention", f"alpha={a:g},beta={b:g}", hook=hook))
+    return out
 
 
 def settings_for(cfg, spec: ConceptSpec, cell, model, trained_with_cfg: bool, n_probes: int) -> list[Setting]:
@@ -101,16 +185,7 @@ def settings_for(cfg, spec: ConceptSpec, cell, model, trained_with_cfg: bool, n_
                 raise UserError(f"{e} (set elicit out_of_range=skip to skip such settings)") from None
             out.append(Setting("overprompt", f"strength={s:g}", vectors=v[None].repeat(n_probes, 1)))
     if "intervention" in methods:
-        iv = cfg.intervention
-        amplify = [concept_direction(model, spec, c, resolve_value(spec, c, v, cell))
-                   for c, v in dict(iv.amplify).items()]
-        suppress = [concept_direction(model, spec, c, resolve_value(spec, c, v, cell))
-                    for c, v in dict(iv.suppress).items()]
-        t_range = tuple(iv.t_range) if iv.t_range is not None else None
-        for a in iv.alphas:
-            for b in iv.betas:
-                out.append(Setting("intervention", f"alpha={a:g},beta={b:g}",
-                                   hook=InterventionHook(amplify, suppress, float(a), float(b), t_range)))
+        out += intervention_settings(cfg.intervention, spec, cell, model)
     if "cfg" in methods and trained_with_cfg:  # else skipped: no null concept was trained (the caller says so)
         for w in cfg.cfg.scales:
             out.append(Setting("cfg", f"w={w:g}", guidance_scale=float(w)))
