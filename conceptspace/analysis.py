@@ -245,3 +245,28 @@ def summarise_run(run_dir) -> dict:
     except ValueError:  # no training-cell rows in this run
         pass
     return summary
+
+
+def readout_agreement(rows, spec) -> dict | None:
+    """Where two readouts read the same generated samples (same step, cell, probe, method, setting): the
+    fraction of samples on which their per-concept decisions (p > 0.5) agree, per concept and jointly.
+    None when the rows hold fewer than two readouts."""
+    by_key = {}
+    for r in rows:
+        key = (r["step"], r["cell"], r["probe"], r["method"], r["setting"])
+        by_key.setdefault(key, {})[r["readout"]] = r
+    pairs = [v for v in by_key.values() if len(v) >= 2]
+    if not pairs:
+        return None
+    names = sorted(pairs[0])[:2]
+    agree = {c: 0 for c in spec.names}
+    joint = 0
+    for v in pairs:
+        a, b = v[names[0]], v[names[1]]
+        same = {c: (a["p"][c] > 0.5) == (b["p"][c] > 0.5) for c in spec.names}
+        for c, ok in same.items():
+            agree[c] += ok
+        joint += all(same.values())
+    n = len(pairs)
+    return {"readouts": names, "samples": n, **{c: agree[c] / n for c in spec.names}, JOINT: joint / n}
+

@@ -12,6 +12,7 @@ import numpy as np
 from .errors import UserError
 
 KINDS = ("wandb", "none")
+RUN_ID_FILE = "wandb_run_id.txt"
 WANDB_MODES = ("auto", "offline", "online", "disabled")
 
 
@@ -38,10 +39,15 @@ class RunLogger:
             self.wandb = wandb.init(project=cfg.project, entity=cfg.entity, group=name, dir=str(self.run_dir),
                                     id=run_id, resume="allow", mode=mode, config=config,
                                     name=self.run_dir.name, reinit="finish_previous")
+            (self.run_dir / RUN_ID_FILE).write_text(self.wandb.id)  # for later verbs (elicit) to log to
 
     @property
     def run_id(self) -> str | None:
         return self.wandb.id if self.wandb is not None else None
+
+    @property
+    def takes_images(self) -> bool:
+        return self.wandb is not None
 
     def log(self, scalars: dict, step: int) -> None:
         with open(self.metrics, "a") as f:
@@ -74,6 +80,7 @@ class NullLogger:
     """What ranks other than 0 log: nothing."""
 
     run_id = None
+    takes_images = False
 
     def log(self, *args, **kwargs):
         pass
@@ -82,6 +89,17 @@ class NullLogger:
 
     def finish(self):
         pass
+
+
+def reopen(cfg, run_dir: Path) -> RunLogger | NullLogger:
+    """The logger of a finished run, resumed (same W&B run), for verbs that add results to it."""
+    from omegaconf import OmegaConf
+
+    path = Path(run_dir) / RUN_ID_FILE
+    if cfg.logger.kind != "wandb" or not path.exists():
+        return NullLogger()
+    return RunLogger(cfg.logger, run_dir, OmegaConf.to_container(cfg, resolve=True), path.read_text().strip(),
+                     cfg.name)
 
 
 def truncate_jsonl(path: Path, last_step: int) -> None:

@@ -120,6 +120,11 @@ def build_report(run_dir: Path) -> Path:
         "<h2>Concept space</h2>", img_tag(figures["trajectory"], "trajectory"),
         "<h2>Held-out accuracy</h2>", img_tag(figures["accuracy"], "accuracy"),
     ]
+    agreement = analysis.readout_agreement(rows, spec)
+    if agreement is not None:
+        body += ["<h2>Readout agreement</h2>", f"<p>Decisions of the {esc(agreement['readouts'][0])} and "
+                 f"{esc(agreement['readouts'][1])} readouts on the same {agreement['samples']} generated samples: "
+                 + ", ".join(f"{esc(c)} {agreement[c]:.3f}" for c in [*spec.names, analysis.JOINT]) + "</p>"]
     if "samples" in figures:
         body += ["<h2>Probe samples across snapshots</h2>", img_tag(figures["samples"], "samples")]
     body += elicitation_section(stats, spec, readout, figures.get("elicitation"))

@@ -70,6 +70,8 @@ def train(cfg, out_dir: Path) -> dict:
         if ema is not None:
             ema.load_state_dict(state["ema"])
         torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         step, run_id = state["step"], state["wandb_run_id"]
         if world.is_main:
             for f in ("metrics.jsonl", "tracker/rows.jsonl"):
@@ -131,7 +133,8 @@ def train(cfg, out_dir: Path) -> dict:
                 ckpt.save_checkpoint(run_dir, {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "ema": ema.state_dict() if ema is not None else None,
-                    "rng": {"torch": torch.get_rng_state()}, "step": step, "wandb_run_id": logger.run_id,
+                    "rng": rng_states(), "step": step, "data_position": step * tc.batch_size,
+                    "wandb_run_id": logger.run_id,
                 })
                 ckpt.write_status(run_dir, "running", step, tc.steps)
     except TrainingDiverged as e:
@@ -161,9 +164,28 @@ def snapshot(model, ema, tracker, logger, run_dir, step, cfg):
 
     rows, images = tracker.track(tracked, step)
     logger.log(held_out_summary(rows, tracker.spec), step)
-    logger.log_images({"probe_samples": grid_uint8(tracker.grid(images))}, step)
+    images = {"probe_samples": grid_uint8(tracker.grid(images))}
+    if logger.takes_images:
+        images.update(live_figures(tracker))
+    logger.log_images(images, step)
     if cfg.tracker.log_tables:
         logger.log_table("tracker_rows", rows, step)
+
+
+def live_figures(tracker) -> dict:
+    """The trajectory and accuracy plots of every row so far, as uint8 images for the live dashboard."""
+    from . import analysis, plots
+    from .tracker.rows import read_rows
+
+    stats = analysis.cell_stats(read_rows(tracker.rows_path), tracker.spec)
+    readout = analysis.pick_readout(stats)
+    figures = {"concept_space": plots.trajectory_figure(stats, tracker.spec, readout=readout),
+               "heldout_accuracy": plots.accuracy_figure(stats, tracker.spec, readout=readout)}
+    out = {}
+    for name, fig in figures.items():
+        out[name] = plots.figure_to_uint8(fig)
+        plots.plt.close(fig)
+    return out
 
 
 def build_tracker(cfg, spec, process, run_dir, device, autocast):
@@ -190,6 +212,14 @@ def readout_target(cfg):
 
 
 # ---- small pieces ------------------------------------------------------------------------------------
+def rng_states() -> dict:
+    """Every global RNG state (each step reseeds anyway; kept so the checkpoint is the whole state)."""
+    states = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
 def step_seed(seed: int, step: int, stream: str) -> int:
     return derive_seed(seed, step, stream)
 

@@ -254,3 +254,21 @@ def test_three_concepts_get_one_panel_per_pair(tmp_path):
     assert len([ax for ax in fig.axes if ax.get_visible() and ax.get_label() != "<colorbar>"]) == 3
     paths = plots.write_run_figures(tmp_path, stats, spec, readout="analytic")
     assert sorted(paths) == ["accuracy", "trajectory"] and all(p.stat().st_size > 0 for p in paths.values())
+
+
+def test_readout_agreement_counts_matching_decisions():
+    from conceptspace.analysis import readout_agreement
+    from synthetic_shapes import ShapesConfig
+
+    spec = ShapesConfig().spec
+
+    def row(readout, probe, pc, ps):
+        return {"step": 1, "cell": "blue-small", "probe": probe, "method": "naive", "setting": "",
+                "readout": readout, "p": {"color": pc, "size": ps}}
+
+    rows = [row("analytic", 0, 0.9, 0.9), row("learned", 0, 0.8, 0.7),   # agree on both
+            row("analytic", 1, 0.9, 0.2), row("learned", 1, 0.6, 0.8),   # agree on colour only
+            row("analytic", 2, 0.1, 0.1)]                                # no partner: ignored
+    got = readout_agreement(rows, spec)
+    assert got["samples"] == 2 and got["color"] == 1.0 and got["size"] == 0.5 and got["joint"] == 0.5
+    assert readout_agreement(rows[:1], spec) is None

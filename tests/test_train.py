@@ -176,7 +176,7 @@ def test_step_seeds_and_data_order_are_the_same_in_every_process():
     assert len(outs) == 1
 
 
-def test_wandb_offline_logging_and_resume_keeps_the_run_id(tmp_path, monkeypatch):
+def test_wandb_offline_logging_and_resume_keeps_the_run_id(tmp_path, monkeypatch, run_cli):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     cfg = fast_cfg("logger=wandb", "data.image_size=32", steps=4, snapshots=1, checkpoint_every=2, tracker=True)
@@ -187,3 +187,6 @@ def test_wandb_offline_logging_and_resume_keeps_the_run_id(tmp_path, monkeypatch
     train(cfg, tmp_path / "run")
     assert first and final_state(tmp_path / "run")["wandb_run_id"] == first
     assert list((tmp_path / "run" / "wandb").glob(f"offline-run-*-{first}"))
+    assert (tmp_path / "run" / "wandb_run_id.txt").read_text() == first
+    code, _, err = run_cli("elicit", str(tmp_path / "run"), "methods=[naive,overprompt]", "overprompt.strengths=[1]")
+    assert code == 0, err  # the elicitation plot and table go to the same W&B run

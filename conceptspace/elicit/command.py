@@ -69,7 +69,26 @@ def main(argv: list[str]) -> int:
         print(f"elicited step {step}")
     summary = summarise(args.run_dir, spec, targets, ecfg.threshold)
     print(json.dumps(summary["lead"], indent=1))
+    log_to_wandb(run_cfg, args.run_dir, summary)
     return 0
+
+
+def log_to_wandb(run_cfg, run_dir: Path, summary: dict) -> None:
+    """The elicitation plot and lead table into the run's own W&B run (when it had one)."""
+    import numpy as np
+    from PIL import Image
+
+    from ..logger import reopen
+
+    logger = reopen(run_cfg, run_dir)
+    if not logger.takes_images:
+        return
+    step = run_cfg.train.steps
+    logger.log_images({"elicitation/accuracy": np.asarray(Image.open(Path(run_dir) / "elicit" / "accuracy.png")
+                                                         .convert("RGB"))}, step)
+    logger.log_table("elicitation/lead", [{"cell_method": k, **{f: str(v) for f, v in d.items()}}
+                                          for k, d in summary["lead"].items()], step)
+    logger.finish()
 
 
 def summarise(run_dir: Path, spec, targets, threshold: float) -> dict:
