@@ -53,6 +53,21 @@ class DDPMProcess:
         sched.set_timesteps(steps or self.cfg.sample_steps)
         return sched
 
+    def timesteps_for_model(self, sched, t, n: int, device) -> torch.Tensor:
+        return torch.full((n,), int(t), device=device, dtype=torch.long)
+
+    def scalars(self) -> dict:
+        return {}
+
+    def save_state(self, folder) -> None:  # nothing learned: the schedule is fixed
+        pass
+
+    def load_state(self, folder) -> None:
+        pass
+
+    def parameters(self):
+        return iter(())
+
     def step(self, sched, eps, t, x, generators):
         """One reverse step; DDPM's fresh noise comes from the per-sample generators."""
         if isinstance(sched, DDIMScheduler):
@@ -77,4 +92,19 @@ def check(cfg) -> None:
 def build_process(cfg):
     if cfg.name == "ddpm":
         return DDPMProcess(cfg)
-    raise UserError(f"diffusion.name: got {cfg.name!r}; allowed: ['ddpm']")
+    if cfg.name == "vdm":
+        from .vdm import VDMProcess
+
+        return VDMProcess(cfg)
+    raise UserError(f"diffusion.name: got {cfg.name!r}; allowed: ['ddpm', 'vdm']")
+
+
+def check_any(cfg) -> None:
+    """The checks of whichever process the config names."""
+    if cfg.name == "vdm":
+        from .vdm import check as check_vdm
+
+        return check_vdm(cfg)
+    if cfg.name != "ddpm":
+        raise UserError(f"diffusion.name: got {cfg.name!r}; allowed: ['ddpm', 'vdm']")
+    return check(cfg)

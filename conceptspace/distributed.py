@@ -69,6 +69,16 @@ def mean(value: torch.Tensor, world: World) -> torch.Tensor:
     return total / world.size
 
 
+def average_gradients(params: list, world: World) -> None:
+    """Average the gradients of parameters DDP does not own (a learned noise schedule) over ranks."""
+    if world.size == 1:
+        return
+    for p in params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= world.size
+
+
 def shutdown(world: World) -> None:
     if world.size > 1 and dist.is_initialized():
         dist.barrier()

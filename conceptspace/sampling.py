@@ -49,7 +49,7 @@ def _sample_batch(model, process, vectors, seeds, steps, guidance_scale, hook, a
     null = torch.zeros_like(vectors)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
         for t in sched.timesteps:
-            tt = torch.full((x.shape[0],), int(t), device=device, dtype=torch.long)
+            tt = process.timesteps_for_model(sched, t, x.shape[0], device)
             eps = model(x, tt, vectors, embedding_hook=hook).float()
             if guidance_scale != 1.0:
                 eps_null = model(x, tt, null).float()

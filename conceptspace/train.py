@@ -24,7 +24,7 @@ from .concepts import ConceptSpec
 from .data import build_source
 from .devices import resolve_device, use_bf16
 from .diffusion import build_process
-from .diffusion import check as check_diffusion
+from .diffusion import check_any as check_diffusion
 from .errors import UserError
 from .logger import NullLogger, RunLogger, truncate_jsonl
 from .logger import check as check_logger
@@ -53,7 +53,11 @@ def train(cfg, out_dir: Path) -> dict:
     torch.manual_seed(cfg.seed)  # initial weights
     model = build_model(cfg.model, spec, source.image_size).to(device)
     process = build_process(cfg.diffusion)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
+    learned_schedule = list(process.parameters())  # VDM learns its noise schedule with the network
+    if learned_schedule:
+        process.to(device)
+    params = [*model.parameters(), *learned_schedule]
+    optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay,
                                   betas=tuple(tc.betas), fused=device.type == "cuda")
     ema = make_ema(model, tc.ema) if tc.ema.enabled else None
     snapshots = snapshot_steps(tc.steps, tc.snapshots.count, tc.snapshots.start)
@@ -66,6 +70,8 @@ def train(cfg, out_dir: Path) -> dict:
     state = ckpt.load_checkpoint(run_dir, device)
     if state is not None:
         model.load_state_dict(state["model"])
+        if learned_schedule:
+            process.load_state_dict(state["process"])
         optimizer.load_state_dict(state["optimizer"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
@@ -111,7 +117,8 @@ def train(cfg, out_dir: Path) -> dict:
                                        f"in {run_dir} (lower train.lr or set train.grad_clip)")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip or math.inf)
+            distributed.average_gradients(learned_schedule, world)  # DDP syncs the network's only
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip or math.inf)
             optimizer.step()
             if ema is not None:
                 ema.step(model.parameters())
@@ -125,13 +132,14 @@ def train(cfg, out_dir: Path) -> dict:
                 rate = (step - tick_step) / max(now - tick, 1e-9)
                 tick, tick_step = now, step
                 logger.log({"loss": global_loss.item(), "lr": tc.lr, "grad_norm": grad_norm.item(),
-                            "steps_per_s": rate}, step)
+                            "steps_per_s": rate, **process.scalars()}, step)
                 bar.set_postfix(loss=f"{global_loss.item():.4f}")
             if step in snapshots:
-                snapshot(model, ema, tracker, logger, run_dir, step, cfg)
+                snapshot(model, ema, process, tracker, logger, run_dir, step, cfg)
             if step % tc.checkpoint_every == 0 or step == tc.steps:
                 ckpt.save_checkpoint(run_dir, {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "process": process.state_dict() if learned_schedule else None,
                     "ema": ema.state_dict() if ema is not None else None,
                     "rng": rng_states(), "step": step, "data_position": step * tc.batch_size,
                     "wandb_run_id": logger.run_id,
@@ -150,13 +158,14 @@ def train(cfg, out_dir: Path) -> dict:
     return {"step": step, "run_dir": str(run_dir), "loss": global_loss.item()}
 
 
-def snapshot(model, ema, tracker, logger, run_dir, step, cfg):
-    """Save the raw weights (and EMA weights), then track the weights the tracker is set to read."""
-    ckpt.save_snapshot(model, run_dir, step)
+def snapshot(model, ema, process, tracker, logger, run_dir, step, cfg):
+    """Save the raw weights (and EMA weights, and a learned noise schedule), then track the weights the
+    tracker is set to read."""
+    process.save_state(ckpt.save_snapshot(model, run_dir, step))
     tracked = model
     if ema is not None:
         ema_model = ema_copy(model, ema)
-        ckpt.save_snapshot(ema_model, run_dir, step, ema=True)
+        process.save_state(ckpt.save_snapshot(ema_model, run_dir, step, ema=True))
         tracked = ema_model if cfg.tracker.weights == "ema" else model
     if tracker is None:
         return

@@ -60,7 +60,9 @@ def main(argv: list[str]) -> int:
         for cell in targets:
             tracker.probes = ProbeSet.build(spec, n, run_cfg.tracker.seed, cells=[cell])
             name = spec.cell_name(cell)
-            model = model or load_snapshot(path, device)
+            if model is None:
+                model = load_snapshot(path, device)
+                tracker.process.load_state(path)
             for s in settings_for(ecfg, spec, cell, model, trained_with_cfg, n):
                 if (step, name, s.method, s.setting) in done:
                     continue

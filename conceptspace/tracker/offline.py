@@ -37,7 +37,9 @@ def main(argv: list[str]) -> int:
     todo = [(s, p) for s, p in snapshots_or_error(args.run_dir, ema=weights == "ema")
             if not wanted <= {ro for st, ro in done if st == s}]
     for step, path in todo:
-        tracker.track(load_snapshot(path, device), step)
+        model = load_snapshot(path, device)
+        tracker.process.load_state(path)  # a learned noise schedule (VDM) travels with the snapshot
+        tracker.track(model, step)
         print(f"tracked step {step}")
     print(f"{len(todo)} snapshots tracked, rows in {tracker.rows_path}")
     return 0
@@ -48,8 +50,10 @@ def open_tracker(cfg, run_dir: Path, device, rows_file: str = "rows.jsonl"):
     from ..diffusion import build_process
     from ..train import build_tracker
 
-    tracker = build_tracker(cfg, spec_of(run_dir), build_process(cfg.diffusion), run_dir, device,
-                            use_bf16(cfg.train.precision, device))
+    process = build_process(cfg.diffusion)
+    if list(process.parameters()):
+        process.to(device)
+    tracker = build_tracker(cfg, spec_of(run_dir), process, run_dir, device, use_bf16(cfg.train.precision, device))
     tracker.rows_file = rows_file
     return tracker
 
