@@ -3,10 +3,15 @@
 The concept vector (layout owned by the ConceptSpec) goes through a small MLP to the time-embedding width
 and is added to the time embedding (`class_embed_type="identity"`). The MLP output is an explicit tensor,
 so latent interventions can edit it through `embedding_hook`. The network knows nothing about diffusion.
+
+`concept_conditioning="per_block"` is the paper's `sep_mlp` instead: every resnet block has its own MLP
+(Linear-GELU-Linear-GELU) from the raw concept vector to a channel bias, added where the block adds its
+time projection (after conv1); there is then no shared concept embedding.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -15,6 +20,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 
 from .concepts import ConceptSpec
+from .errors import UserError
 
 # (concept embedding (B, E), timesteps (B,)) -> edited embedding
 EmbeddingHook = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -35,26 +41,55 @@ class ConceptUNet(ModelMixin, ConfigMixin):
         norm_num_groups: int = 8,
         dropout: float = 0.1,
         concept_hidden: int | None = None,
+        concept_conditioning: str = "shared",  # shared: one MLP into the time embedding | per_block (paper)
     ):
         super().__init__()
         self.spec = ConceptSpec.from_dict(concept_spec)
+        if concept_conditioning not in ("shared", "per_block"):
+            raise UserError(f"model.concept_conditioning: got {concept_conditioning!r}; allowed: "
+                            "['shared', 'per_block']")
+        self.per_block = concept_conditioning == "per_block"
         embed_dim = 4 * block_out_channels[0]  # diffusers' time-embedding width
         hidden = concept_hidden or embed_dim
-        self.concept_mlp = nn.Sequential(nn.Linear(self.spec.dim, hidden), nn.SiLU(), nn.Linear(hidden, embed_dim))
+        self.concept_mlp = None if self.per_block else \
+            nn.Sequential(nn.Linear(self.spec.dim, hidden), nn.SiLU(), nn.Linear(hidden, embed_dim))
         self.unet = UNet2DModel(
             sample_size=sample_size, in_channels=3, out_channels=3, block_out_channels=tuple(block_out_channels),
             layers_per_block=layers_per_block, down_block_types=tuple(down_block_types),
             up_block_types=tuple(up_block_types), add_attention=add_attention,
             attention_head_dim=attention_head_dim, norm_num_groups=norm_num_groups, dropout=dropout,
-            class_embed_type="identity",
+            class_embed_type=None if self.per_block else "identity",
         )
+        self.block_mlps = None
+        self._block_biases = None
+        if self.per_block:
+            projections = [m for n, m in self.unet.named_modules() if n.endswith("time_emb_proj")]
+            self.block_mlps = nn.ModuleList(
+                nn.Sequential(nn.Linear(self.spec.dim, p.out_features), nn.GELU(),
+                              nn.Linear(p.out_features, p.out_features), nn.GELU()) for p in projections)
+            for i, p in enumerate(projections):  # bound method + index: survives deepcopy (EMA copies)
+                p.register_forward_hook(functools.partial(self._add_block_bias, i))
+
+    def _add_block_bias(self, i, module, inputs, output):
+        return output + self._block_biases[i]
 
     def concept_embedding(self, concepts: torch.Tensor) -> torch.Tensor:
+        if self.per_block:
+            raise UserError("this model has per-block concept MLPs and no shared concept embedding; "
+                            "use intervention.site=blocks")
         return self.concept_mlp(concepts)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, concepts: torch.Tensor,
                 embedding_hook: EmbeddingHook | None = None) -> torch.Tensor:
         """Noise prediction for noisy images x (B, 3, S, S) at timesteps t (B,) given concept vectors (B, dim)."""
+        if self.per_block:
+            if embedding_hook is not None:
+                embedding_hook(concepts, t)  # block-site interventions learn the timestep here
+            self._block_biases = [mlp(concepts) for mlp in self.block_mlps]
+            try:
+                return self.unet(x, t).sample
+            finally:
+                self._block_biases = None
         emb = self.concept_embedding(concepts)
         if embedding_hook is not None:
             emb = embedding_hook(emb, t)

@@ -76,3 +76,63 @@ def test_vdm_resume_after_a_kill_equals_uninterrupted(tmp_path, monkeypatch):
     a, b = final_state(tmp_path / "straight"), final_state(tmp_path / "resumed")
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert torch.equal(a["process"]["b"], b["process"]["b"]) and torch.equal(a["process"]["w"], b["process"]["w"])
+
+
+def per_block_model():
+    from conceptspace.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model(fast_cfg("model.concept_conditioning=per_block").model, SPEC, 16)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+def test_per_block_concept_mlps_condition_every_block_and_round_trip(tmp_path):
+    from conceptspace.model import ConceptUNet
+
+    model = per_block_model()
+    assert model.concept_mlp is None and len(model.block_mlps) == len(
+        [n for n, _ in model.unet.named_modules() if n.endswith("time_emb_proj")])
+    x, t = torch.randn(2, 3, 16, 16), torch.tensor([10, 500])
+    a = model(x, t, SPEC.encode(["red-large"] * 2))
+    assert (a - model(x, t, SPEC.encode(["blue-small"] * 2))).abs().mean() > 1e-3
+    model.save_pretrained(tmp_path / "m")
+    loaded = ConceptUNet.from_pretrained(tmp_path / "m", low_cpu_mem_usage=False)
+    model.eval(), loaded.eval()
+    assert torch.equal(model(x, t, SPEC.encode(["red-large"] * 2)), loaded(x, t, SPEC.encode(["red-large"] * 2)))
+
+
+def test_block_intervention_on_per_block_models_edits_the_block_mlps():
+    from conceptspace.elicit.command import load_elicit_config
+    from conceptspace.elicit.methods import settings_for
+    from conceptspace.errors import UserError
+
+    model = per_block_model()
+    _, process = tiny_model()
+    v, seeds = SPEC.encode(["blue-small"] * 2), [1, 2]
+    naive = sample(model, process, v, seeds, steps=3)
+
+    def hook(alpha):
+        cfg = load_elicit_config(["methods=[intervention]", "intervention.site=blocks",
+                                  f"intervention.alphas=[{alpha}]", "intervention.betas=[0]"])
+        (setting,) = settings_for(cfg, SPEC, (1, 1), model, False, 2)
+        return setting.hook
+
+    h0 = hook(0)
+    assert h0.blocks == list(model.block_mlps)
+    assert torch.equal(sample(model, process, v, seeds, steps=3, embedding_hook=h0), naive)
+    assert not torch.equal(sample(model, process, v, seeds, steps=3, embedding_hook=hook(3)), naive)
+    with pytest.raises(UserError, match="use intervention.site=blocks"):
+        settings_for(load_elicit_config(["methods=[intervention]"]), SPEC, (1, 1), model, False, 2)
+
+
+def test_paper_vdm_stack_trains_and_resumes(tmp_path):
+    from conceptspace.config import compose
+
+    assert compose(["experiment=paper_vdm"]).model.concept_conditioning == "per_block"
+    cfg = fast_cfg(*VDM, "model.concept_conditioning=per_block", "train.grad_clip=0.01", "train.ema.enabled=true",
+                   steps=4, checkpoint_every=2)
+    train(cfg, tmp_path)
+    assert final_state(tmp_path)["step"] == 4

@@ -41,8 +41,7 @@ def concept_direction(model, spec: ConceptSpec, concept: str, value: int) -> tor
     """The normalised concept-MLP output for an input holding only this concept's class-mean slots."""
     x = prototype_input(spec, concept, value, next(model.parameters()).device)
     with torch.no_grad():
-        e = model.concept_embedding(x[None])[0]
-    return e / e.norm().clamp_min(1e-12)
+        return _unit(model.concept_embedding(x[None])[0])
 
 
 class InterventionHook:
@@ -67,24 +66,33 @@ class InterventionHook:
         return torch.where(inside, edited, e)
 
 
+def _unit(v: torch.Tensor) -> torch.Tensor:
+    return v / v.norm().clamp_min(1e-12)
+
+
 class BlockIntervention:
-    """The same edit applied to every resnet block's projection of the (time + concept) embedding
-    (`time_emb_proj`, the channel bias each block adds): the paper intervened on each block's own concept
-    projection. Directions are each block's projection of the prototypical concept embeddings.
+    """The same edit in every resnet block: on a per-block model (the paper's sep_mlp) the output of each
+    block's concept MLP, exactly the paper's site; on a shared-embedding model each block's projection of
+    the embedding (`time_emb_proj`, the channel bias it adds). Directions: each block's response to the
+    prototypical concept inputs.
     Used by the sampler as an embedding hook (to learn the timestep) plus forward hooks it attaches."""
 
     def __init__(self, model, amplify_inputs: list[torch.Tensor], suppress_inputs: list[torch.Tensor],
                  alpha: float, beta: float, t_range=None):
         self.alpha, self.beta, self.t_range, self._t = alpha, beta, t_range, None
-        self.blocks = [m for name, m in model.unet.named_modules() if name.endswith("time_emb_proj")]
-        act = torch.nn.functional.silu  # diffusers' resnets project silu(temb)
+        if getattr(model, "per_block", False):  # the paper's sep_mlp: edit each block's own concept MLP output
+            self.blocks = list(model.block_mlps)
+
+            def project(block, x):
+                return block(x[None])[0]
+        else:  # shared embedding: edit each block's projection of it
+            self.blocks = [m for name, m in model.unet.named_modules() if name.endswith("time_emb_proj")]
+
+            def project(block, x):  # diffusers' resnets project silu(temb)
+                return block(torch.nn.functional.silu(model.concept_embedding(x[None])))[0]
         with torch.no_grad():
             def directions(inputs):
-                out = []
-                for x in inputs:
-                    e = act(model.concept_embedding(x[None]))
-                    out.append([(lambda v: v / v.norm().clamp_min(1e-12))(b(e)[0]) for b in self.blocks])
-                return out
+                return [[_unit(project(b, x)) for b in self.blocks] for x in inputs]
             self.amplify, self.suppress = directions(amplify_inputs), directions(suppress_inputs)
 
     def __call__(self, e: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
