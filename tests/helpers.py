@@ -18,3 +18,33 @@ def assert_one_line_error(run_cli, verb, override, message, tmp_path):
     assert code == 2
     assert err.count("\n") == 1 and message in err and "Traceback" not in err, err
     assert not (tmp_path / "r").exists()
+
+
+def final_state(run_dir):
+    import torch
+
+    return torch.load(run_dir / "checkpoint.pt", weights_only=False)
+
+
+def straight_and_resumed(cfg, tmp_path, monkeypatch, kill_at: int):
+    """Train `cfg` once uninterrupted and once killed before step `kill_at` then rerun (= resume).
+    Returns both final checkpoints."""
+    import pytest
+
+    import conceptspace.train as train_module
+
+    train_module.train(cfg, tmp_path / "straight")
+    real = train_module.step_generator
+
+    def killed(seed, step, device):
+        if step == kill_at:
+            raise KeyboardInterrupt
+        return real(seed, step, device)
+
+    monkeypatch.setattr(train_module, "step_generator", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train_module.train(cfg, tmp_path / "resumed")
+    killed_at = final_state(tmp_path / "resumed")["step"]
+    monkeypatch.setattr(train_module, "step_generator", real)
+    train_module.train(cfg, tmp_path / "resumed")  # the same call again = resume
+    return final_state(tmp_path / "straight"), final_state(tmp_path / "resumed"), killed_at

@@ -11,7 +11,7 @@ from conceptspace.model import ConceptUNet, build_model
 from conceptspace.sampling import sample
 from conceptspace.train import train
 from synthetic_shapes import ShapesConfig
-from tests.helpers import fast_cfg
+from tests.helpers import fast_cfg, final_state, straight_and_resumed
 
 SPEC = ShapesConfig().spec
 
@@ -73,29 +73,10 @@ def test_ddpm_sampler_uses_per_sample_noise():
     assert torch.allclose(a[2:], b, atol=1e-5)
 
 
-def final_state(run_dir):
-    return torch.load(run_dir / "checkpoint.pt", weights_only=False)
-
-
 def test_resume_after_a_kill_equals_uninterrupted(tmp_path, monkeypatch):
     cfg = fast_cfg("train.ema.enabled=true", "train.cfg_dropout=0.2", steps=8, checkpoint_every=3)
-    train(cfg, tmp_path / "straight")
-
-    real = train_module.step_generator
-
-    def killed_at_step_7(seed, step, device):
-        if step == 7:
-            raise KeyboardInterrupt
-        return real(seed, step, device)
-
-    monkeypatch.setattr(train_module, "step_generator", killed_at_step_7)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "resumed")
-    assert final_state(tmp_path / "resumed")["step"] == 6
-    monkeypatch.setattr(train_module, "step_generator", real)
-    train(cfg, tmp_path / "resumed")  # the same call again = resume
-
-    a, b = final_state(tmp_path / "straight"), final_state(tmp_path / "resumed")
+    a, b, killed_at = straight_and_resumed(cfg, tmp_path, monkeypatch, kill_at=7)
+    assert killed_at == 6  # the last checkpoint before the kill
     assert a["step"] == b["step"] == 8
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k

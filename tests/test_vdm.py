@@ -5,14 +5,13 @@ import math
 import pytest
 import torch
 
-import conceptspace.train as train_module
 from conceptspace.diffusion import build_process
 from conceptspace.sampling import sample
 from conceptspace.tracker.rows import read_rows
 from conceptspace.train import train
 from synthetic_shapes import ShapesConfig
-from tests.helpers import fast_cfg
-from tests.test_train import final_state, tiny_model
+from tests.helpers import fast_cfg, final_state, straight_and_resumed
+from tests.test_train import tiny_model
 
 VDM = ["diffusion=vdm", "train.lr=1e-3"]
 SPEC = ShapesConfig().spec
@@ -59,21 +58,8 @@ def test_offline_tracking_reloads_the_learned_schedule(run_cli, tmp_path):
 
 
 def test_vdm_resume_after_a_kill_equals_uninterrupted(tmp_path, monkeypatch):
-    cfg = fast_cfg(*VDM, steps=6, checkpoint_every=3)
-    train(cfg, tmp_path / "straight")
-    real = train_module.step_generator
-
-    def killed(seed, step, device):
-        if step == 4:
-            raise KeyboardInterrupt
-        return real(seed, step, device)
-
-    monkeypatch.setattr(train_module, "step_generator", killed)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "resumed")
-    monkeypatch.setattr(train_module, "step_generator", real)
-    train(cfg, tmp_path / "resumed")
-    a, b = final_state(tmp_path / "straight"), final_state(tmp_path / "resumed")
+    a, b, killed_at = straight_and_resumed(fast_cfg(*VDM, steps=6, checkpoint_every=3), tmp_path, monkeypatch, 4)
+    assert killed_at == 3
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert torch.equal(a["process"]["b"], b["process"]["b"]) and torch.equal(a["process"]["w"], b["process"]["w"])
 
