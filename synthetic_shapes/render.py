@@ -61,9 +61,10 @@ def shape_masks(shape_ids: torch.Tensor, center: torch.Tensor, radius: torch.Ten
 
 def composite(mask: torch.Tensor, color: torch.Tensor, background: torch.Tensor, noise: torch.Tensor | None
               ) -> torch.Tensor:
-    """img = m * colour + (1 - m) * background (+ pixel noise), clipped to [0, 1]. Returns (N, 3, S, S)."""
+    """img = m * colour + (1 - m) * background (+ pixel noise), clipped to [0, 1]. Returns (N, 3, S, S).
+    The image is built in the noise buffer itself (no copy): the renderer's hot path."""
     n, s = mask.shape[0], mask.shape[-1]
-    img = noise.reshape(n, 3, s * s) if noise is not None else torch.zeros(n, 3, s * s, device=mask.device)
+    img = noise.view(n, 3, s * s) if noise is not None else torch.zeros(n, 3, s * s, device=mask.device)
     img.add_(background[:, :, None]).addcmul_(mask.reshape(n, 1, s * s), (color - background)[:, :, None])
     return img.clamp_(0.0, 1.0).view(n, 3, s, s)
 

@@ -55,13 +55,17 @@ def _normal_table(device) -> torch.Tensor:
     return torch.special.ndtri(p).to(torch.float32).to(device)
 
 
-def normal(seed: int, index: torch.Tensor, stream: int, n: int) -> torch.Tensor:
+def normal(seed: int, index: torch.Tensor, stream: int, n: int, out: torch.Tensor | None = None) -> torch.Tensor:
     """(N, n) standard normals; each 32-bit hash gives two 16-bit uniforms, each mapped through the table.
-    (An inverse-CDF lookup costs far less than Box-Muller's log/sqrt/cos/sin on a CPU.)"""
+    (An inverse-CDF lookup costs far less than Box-Muller's log/sqrt/cos/sin on a CPU.) With an even n,
+    `out` (a contiguous (N, n) float32 buffer) receives them without an extra copy."""
     half = (n + 1) // 2
     bits = random_bits(seed, index, stream, half)
     codes = torch.empty(index.shape[0], 2, half, dtype=torch.int32, device=index.device)
     torch.bitwise_and(bits >> 16, 0xFFFF, out=codes[:, 0])
     torch.bitwise_and(bits, 0xFFFF, out=codes[:, 1])
-    z = torch.index_select(_normal_table(index.device), 0, codes.view(-1)).view(index.shape[0], 2 * half)
+    table = _normal_table(index.device)
+    if out is not None and n == 2 * half:
+        return torch.index_select(table, 0, codes.view(-1), out=out.view(-1)).view(index.shape[0], n)
+    z = torch.index_select(table, 0, codes.view(-1)).view(index.shape[0], 2 * half)
     return z[:, :n]

@@ -81,9 +81,13 @@ class ShapesWorld:
         return self.spec.assemble({n: parts[n] for n in self.spec.names})
 
     # ---- images --------------------------------------------------------------------------------------
-    def render(self, factors: dict, index: torch.Tensor, seed: int) -> torch.Tensor:
+    def render(self, factors: dict, index: torch.Tensor, seed: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Images of these factors; with `out` ((N, 3, S, S) float32, contiguous) rendered into it."""
         cfg, s = self.cfg, self.cfg.image_size
-        noise = rng.normal(seed, index, _NOISE, 3 * s * s).mul_(cfg.noise_std) if cfg.noise_std > 0 else None
+        if cfg.noise_std > 0:
+            noise = rng.normal(seed, index, _NOISE, 3 * s * s, out=out).mul_(cfg.noise_std)
+        else:
+            noise = out.zero_() if out is not None else None
         return render(factors["shape"], factors["center"], factors["radius"], factors["color"], factors["bg"],
                       s, self._blur, noise)
 
@@ -98,16 +102,18 @@ class ShapesWorld:
             raise ConceptError(f"batch: {cells.shape[0]} cells for {index.shape[0]} indices")
         if ((cells < 0) | (cells > 1)).any():
             raise ConceptError("cells: value indices must be 0 or 1")
-        parts = [self._batch(cells[i:i + self.chunk], index[i:i + self.chunk], seed, split)
-                 for i in range(0, max(len(index), 1), self.chunk)]
-        if len(parts) == 1:
-            return parts[0]
-        return Batch(torch.cat([p.images for p in parts]), cells, torch.cat([p.vectors for p in parts]),
-                     {k: torch.cat([p.factors[k] for p in parts]) for k in parts[0].factors}, index)
-
-    def _batch(self, cells, index, seed, split) -> Batch:
-        f = self.factors(cells, index, seed, split)
-        return Batch(self.render(f, index, seed), cells, self.vectors(cells, f), f, index)
+        # chunks keep the working set in cache; each renders straight into its slice of one output buffer
+        s = self.cfg.image_size
+        images = torch.empty(len(index), 3, s, s, device=self.device)
+        parts = []
+        for i in range(0, max(len(index), 1), self.chunk):
+            sl = slice(i, i + self.chunk)
+            f = self.factors(cells[sl], index[sl], seed, split)
+            if len(index):
+                self.render(f, index[sl], seed, out=images[sl])
+            parts.append((f, self.vectors(cells[sl], f)))
+        factors = {k: torch.cat([f[k] for f, _ in parts]) for k in parts[0][0]}
+        return Batch(images, cells, torch.cat([v for _, v in parts]), factors, index)
 
     def train_cells_for(self, index: torch.Tensor) -> torch.Tensor:
         """Balanced assignment of training cells to image indices (index mod number of training cells)."""
