@@ -51,8 +51,9 @@ def test_track_bad_input(run_cli, tmp_path):
 def test_every_experiment_preset_composes(experiment):
     cfg = compose([f"experiment={experiment}"])
     assert cfg.name and cfg.train.steps >= 1
-    if cfg.data.source == "shapes":
-        validate("train", cfg)
+    if cfg.data.source == "shapes":  # a learned readout needs a trained probe on disk: validated elsewhere
+        validate("train", compose([f"experiment={experiment}", "tracker.enabled=false"])
+                 if "learned" in cfg.tracker.readouts else cfg)
 
 
 def test_sweep_presets_define_the_papers_grids():
