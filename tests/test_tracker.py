@@ -71,3 +71,14 @@ def test_run_dir_files(tmp_path):
     train(fast_cfg(steps=2, snapshots=1), tmp_path)
     assert json.loads((tmp_path / "concept_spec.json").read_text())["held_out"] == ["blue-small"]
     assert "sep_col: 0.4" in (tmp_path / "config.yaml").read_text()
+
+
+def test_a_presets_default_probe_path_is_where_the_documented_train_probe_command_saves(run_cli, tmp_path,
+                                                                                         monkeypatch):
+    monkeypatch.delenv("CONCEPTSPACE_SHAPE_PROBE", raising=False)
+    cfg = compose(["experiment=underspecification"])
+    code, _, err = run_cli("train-probe", "data.concepts=[color,shape]", "data.shape_values=[circle,triangle]",
+                           "data.held_out=[[blue,triangle]]", "probe.steps=2", "probe.eval.per_cell=2",
+                           "probe.eval.min_accuracy=0", f"hydra.run.dir={tmp_path}/probes/color_shape")
+    assert code == 0, err
+    assert (tmp_path / cfg.tracker.probe_path / "config.json").exists()
