@@ -202,22 +202,20 @@ def build_tracker(cfg, spec, process, run_dir, device, autocast):
     from .tracker.probes import ProbeSet
     from .tracker.track import Tracker
 
-    target = readout_target(cfg)
+    target = readout_target(cfg, spec)
     readouts = [build_readout(kind, target, cfg.tracker.probe_path, device) for kind in cfg.tracker.readouts]
     probes = ProbeSet.build(spec, cfg.tracker.n_probes, cfg.tracker.seed)
     return Tracker(spec, process, readouts, probes, run_dir, sample_steps=cfg.tracker.sample_steps,
                    batch_size=cfg.tracker.batch_size, autocast=autocast)
 
 
-def readout_target(cfg):
-    """What a readout is built from: the generator settings for shapes, the ConceptSpec otherwise."""
+def readout_target(cfg, spec: ConceptSpec):
+    """What a readout is built from: the generator settings for shapes, the run's ConceptSpec otherwise."""
     if cfg.data.source == "shapes":
         from synthetic_shapes import ShapesConfig
 
         return ShapesConfig.from_cfg(cfg.data)
-    from .data import build_source
-
-    return build_source(cfg.data, cfg.seed, "cpu").spec
+    return spec
 
 
 # ---- small pieces ------------------------------------------------------------------------------------
