@@ -9,7 +9,7 @@ from .errors import UserError
 SOURCES = ("shapes", "celeba")
 DEVICES = ("auto", "cpu", "cuda")
 
-# extra checks that later stages register: verb -> [module:function(cfg)]
+# each verb's own checks: verb -> [module:function(cfg)], imported only for that verb
 CHECKS = {
     "render": [],
     "train": ["conceptspace.train:check"],
@@ -26,12 +26,7 @@ def validate(verb: str, cfg) -> None:
     check_data(cfg.data)
     for target in CHECKS.get(verb, []):
         module, fn = target.split(":")
-        try:
-            getattr(importlib.import_module(module), fn)(cfg)
-        except ModuleNotFoundError as e:  # a stage not built yet
-            if e.name and e.name.startswith("conceptspace"):
-                continue
-            raise
+        getattr(importlib.import_module(module), fn)(cfg)
 
 
 def check_data(data) -> None:
