@@ -16,5 +16,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def use_bf16(precision: str, device: torch.device) -> bool:
-    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+# Formulations that `precision: auto` keeps in fp32: in the VDM, once the learned γ(0) falls below about
+# −11.5, bf16 rounding of the noisy image is as large as the noise itself (σ₀ ≈ 3e-3 against bf16's 2^-8).
+FP32_BY_DEFAULT = ("vdm",)
+
+
+def use_bf16(precision: str, device: torch.device, diffusion: str = "ddpm") -> bool:
+    if precision == "auto":
+        return device.type == "cuda" and diffusion not in FP32_BY_DEFAULT
+    return precision == "bf16"

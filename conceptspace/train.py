@@ -61,7 +61,7 @@ def train(cfg, out_dir: Path) -> dict:
                                   betas=tuple(tc.betas), fused=device.type == "cuda")
     ema = make_ema(model, tc.ema) if tc.ema.enabled else None
     snapshots = snapshot_steps(tc.steps, tc.snapshots.count, tc.snapshots.start)
-    autocast = use_bf16(tc.precision, device)
+    autocast = use_bf16(tc.precision, device, cfg.diffusion.name)
     if world.is_main:
         write_run_files(run_dir, cfg, spec)
 

@@ -100,7 +100,8 @@ class VDMProcess(nn.Module):
         c = -torch.expm1(g_s - g_t)
         mean = (alpha_sq_s / alpha_sq_t).sqrt() * (z_t - torch.sigmoid(g_t).sqrt() * c * eps_hat)
         noise = randn_tensor(z_t.shape, generator=generators, device=torch.device("cpu")).to(z_t.device)
-        return mean + ((1 - alpha_sq_s) * c).sqrt() * noise
+        # σ²_s = sigmoid(γ_s), not 1 − α²_s: the difference loses all precision in fp32 at low γ
+        return mean + (torch.sigmoid(g_s) * c).sqrt() * noise
 
     # ---- snapshots ------------------------------------------------------------------------------------------
     def save_state(self, folder: Path) -> None:

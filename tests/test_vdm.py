@@ -122,3 +122,26 @@ def test_paper_vdm_stack_trains_and_resumes(tmp_path):
                    steps=4, checkpoint_every=2)
     train(cfg, tmp_path)
     assert final_state(tmp_path)["step"] == 4
+
+
+def test_last_step_noise_variance_keeps_fp32_precision_at_low_gamma():
+    """σ²_s = sigmoid(γ_s): at γ(0) = −18 it is 1.5e-8, which 1 − α²_s rounds to 0 in fp32."""
+    process = build_process(fast_cfg(*VDM).diffusion)
+    with torch.no_grad():
+        process.b.fill_(-18.0)
+    sched = process.sampling_scheduler(2)
+    z = torch.zeros(4096, 3, 2, 2)
+    eps = torch.zeros_like(z)
+    gens = [torch.Generator().manual_seed(i) for i in range(z.shape[0])]
+    out = process.step(sched, eps, 0.5, z, gens)  # the last step: t = 0.5 -> s = 0
+    g_s, g_t = process.gamma(torch.tensor(0.0)), process.gamma(torch.tensor(0.5))
+    expected_std = (torch.sigmoid(g_s).double() * -torch.expm1(g_s - g_t).double()).sqrt().item()
+    assert out.std().item() == pytest.approx(expected_std, rel=0.02)
+
+
+def test_precision_auto_keeps_the_vdm_in_fp32_on_a_gpu():
+    from conceptspace.devices import use_bf16
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert use_bf16("auto", cuda, "ddpm") and not use_bf16("auto", cuda, "vdm")
+    assert not use_bf16("auto", cpu, "ddpm") and use_bf16("bf16", cpu, "vdm") and not use_bf16("fp32", cuda, "ddpm")

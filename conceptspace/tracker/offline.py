@@ -53,7 +53,8 @@ def open_tracker(cfg, run_dir: Path, device, rows_file: str = "rows.jsonl"):
     process = build_process(cfg.diffusion)
     if list(process.parameters()):
         process.to(device)
-    tracker = build_tracker(cfg, spec_of(run_dir), process, run_dir, device, use_bf16(cfg.train.precision, device))
+    tracker = build_tracker(cfg, spec_of(run_dir), process, run_dir, device, use_bf16(cfg.train.precision, device,
+                                                                                  cfg.diffusion.name))
     tracker.rows_file = rows_file
     return tracker
 
