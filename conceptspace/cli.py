@@ -26,8 +26,8 @@ DEFAULT_NAMES = {"render": "render", "train-probe": "probe"}
 PATH_VERBS = {
     "track": ("conceptspace.tracker.offline", "main"),
     "elicit": ("conceptspace.elicit.command", "main"),
-    "report": ("conceptspace.report", "main"),
-    "aggregate": ("conceptspace.aggregate", "main"),
+    "report": ("conceptspace.analysis.report", "main"),
+    "aggregate": ("conceptspace.analysis.aggregate", "main"),
 }
 
 
@@ -51,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"conceptspace {verb}: error: {e}", file=sys.stderr)
         return 2
+    except SystemExit as e:  # argparse's --help: usage printed, exit 0
+        if e.code in (0, None):
+            return 0
+        raise
 
 
 def _run_hydra(verb: str, rest: list[str]) -> int:
