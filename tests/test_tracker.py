@@ -21,6 +21,25 @@ def test_probe_seeds_are_fixed_per_cell_and_independent_of_the_cells_chosen():
     assert (only_heldout.vectors() == spec.encode(["blue-small"] * 3)).all()
 
 
+def test_probe_i_of_a_cell_has_the_same_seed_whatever_the_probe_count():
+    spec = ShapesConfig().spec
+    few, many = ProbeSet.build(spec, 4, 100), ProbeSet.build(spec, 64, 100)
+    for cell in spec.cells:
+        seeds_few = [p.seed for p in few.probes if p.cell == cell]
+        seeds_many = [p.seed for p in many.probes if p.cell == cell]
+        assert seeds_many[:4] == seeds_few and len(set(seeds_many)) == 64
+    assert len(set(many.seeds)) == len(many.seeds)
+    assert ProbeSet.build(spec, 1, 100, cells=["blue-small"]).seeds == [100 + 3 * 1_000_000]
+    # other streams (the null control's fresh seeds): disjoint from the tracker's and from each other
+    streams = [set(ProbeSet.build(spec, 64, 100, stream=k).seeds) for k in range(4)]
+    assert sum(map(len, streams)) == len(set().union(*streams))
+    kept = many.select(lambda p: p.index >= 60 and p.cell == (1, 1))
+    assert [p.index for p in kept.probes] == [60, 61, 62, 63]
+    assert kept.seeds == [p.seed for p in many.probes if p.cell == (1, 1)][60:]
+    with pytest.raises(UserError, match="n_probes: got 0"):
+        ProbeSet.build(spec, 0, 100)
+
+
 def test_callback_and_offline_tracking_give_identical_rows(run_cli, tmp_path):
     train(fast_cfg("data.image_size=32", steps=4, snapshots=2, tracker=True), tmp_path)
     live = read_rows(tmp_path / "tracker" / "rows.jsonl")
