@@ -50,6 +50,7 @@ def test_analytic_recovers_factors_and_cells(split, concepts, sep_col, sep_size,
     out = readout.read(batch.images)
     true = cfg.spec.coordinates(batch.vectors)
     assert out["coords"].shape == out["p"].shape == (len(batch.images), len(cfg.spec.names))
+    assert out["found"].dtype == torch.bool and out["found"].shape == (len(batch.images),) and out["found"].all()
     colour_slot = cfg.spec.names.index("color")  # coordinate error in RGB units along the red-blue axis
     assert ((out["coords"] - true)[:, colour_slot].abs() * (blue - red).norm()).max() < 0.02
     assert (accuracy(out["p"], batch.cells) >= 0.99).all(), accuracy(out["p"], batch.cells)
@@ -72,7 +73,33 @@ def test_analytic_noise_and_blank_images_read_chance(concepts):
         assert torch.isfinite(noise[key]).all() and torch.isfinite(blank[key]).all()
     for name in ("color", "size"):
         assert (blank["coords"][:, readout.spec.names.index(name)] == 0.5).all()
-    assert readout.read(torch.rand(0, 3, 32, 32))["p"].shape == (0, len(readout.spec.names))
+    assert not blank["found"].any() and noise["found"].float().mean() < 0.05
+    empty = readout.read(torch.rand(0, 3, 32, 32))
+    assert empty["p"].shape == (0, len(readout.spec.names)) and empty["found"].shape == (0,)
+
+
+def test_a_blank_sample_is_not_found_in_the_tracker_rows_so_it_cannot_count_as_correct(tmp_path):
+    """Chance p = 0.5 is not > 0.5, so `(p > 0.5) == target` alone scores a blank image correct on every
+    value-0 target (red, large): the rows must say there was nothing to read."""
+    from conceptspace.tracker.probes import ProbeSet
+    from conceptspace.tracker.rows import append_rows, read_rows
+    from conceptspace.tracker.track import Tracker, held_out_summary
+
+    cfg = ShapesConfig(held_out=(("red", "large"),))
+    probes = ProbeSet.build(cfg.spec, 2, 0, cells=["red-large", "blue-small"])
+    tracker = Tracker(cfg.spec, None, [AnalyticReadout(cfg)], probes, tmp_path)
+    clean = renders(cfg, "test", per_cell=1).images[[cfg.spec.cells.index((0, 0))] * 2 + [3] * 2]
+    images = torch.cat([torch.full((2, 3, 32, 32), 0.9), clean[2:]])  # red-large probes blank
+    rows = tracker.rows(images, step=7)
+    assert [r["found"] for r in rows] == [False, False, True, True]
+    assert all(r["p"]["color"] == r["p"]["size"] == 0.5 for r in rows[:2])
+    append_rows(tracker.rows_path, rows)
+    old = {k: v for k, v in rows[0].items() if k != "found"}  # a row from before the field existed
+    (tracker.rows_path.parent / "old.jsonl").write_text(json.dumps(old) + "\n")
+    assert read_rows(tracker.rows_path) == rows
+    assert read_rows(tracker.rows_path.parent / "old.jsonl")[0]["found"] is True
+    live = held_out_summary(rows, cfg.spec)  # the held-out red-large probes are the blank ones
+    assert live["heldout/red-large/acc_color"] == live["heldout/red-large/acc_joint"] == 0.0
 
 
 def test_analytic_tolerates_pixel_noise_of_imperfect_samples():
@@ -164,6 +191,7 @@ def test_save_load_round_trip_is_exact(tmp_path):
         expected = model.probabilities(images)
     out = readout.read(images)
     assert torch.equal(out["p"], expected) and torch.equal(out["coords"], expected)
+    assert out["found"].dtype == torch.bool and out["found"].all() and out["found"].shape == (16,)
     assert readout.spec == spec and out["p"].shape == (16, 3)
     assert sum(p.numel() for p in ConceptClassifier(spec=spec.to_dict()).parameters()) == pytest.approx(0.23e6,
                                                                                                          rel=0.1)

@@ -3,7 +3,8 @@
     build_readout("analytic", shapes_cfg)              pixels -> factors; synthetic shapes only, needs no training
     build_readout("learned", spec_or_cfg, path=probe)   a concept classifier trained by `conceptspace train-probe`
 
-Both return {"p": (N, k) P(value index 1), "coords": (N, k) concept coordinates} per concept in spec order.
+Both return {"p": (N, k) P(value index 1), "coords": (N, k) concept coordinates} per concept in spec order,
+and "found": (N,) bool, whether the image holds an object to read (the learned readout: always true).
 A trained probe is a folder (config.json + safetensors, the ConceptSpec inside); the tracker takes it as
 `tracker.probe_path`, so one probe serves every run on the same concepts.
 """

@@ -10,8 +10,9 @@ conditioning), so 0 is value 0's class mean and 1 is value 1's:
 The object must be a circle (data.shape=circle, the paper's setting); other shapes need the learned readout.
 
 p = sigmoid((coord - 0.5) / temperature), temperature 0.1 by default (`base.TEMPERATURE`).
-When no object is found (uniform image, noise) the object concepts read chance: coord 0.5, p 0.5. The
-background is read from the border pixels even then.
+When no object is found (uniform image, noise) `found` is false and the object concepts read chance: coord
+0.5, p 0.5 (so scorers must use `found`, not p alone). The background is read from the border pixels even
+then.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class AnalyticReadout:
                 coord = torch.where(fit.found, coord, torch.full_like(coord, CHANCE))
             coords.append(coord)
         coords = torch.stack(coords, dim=-1)
-        return {"p": probability(coords, self.temperature), "coords": coords}
+        return {"p": probability(coords, self.temperature), "coords": coords, "found": fit.found.bool()}
 
     def _coordinate(self, name: str, values: torch.Tensor) -> torch.Tensor:
         """Projection on the axis from value 0's class mean (-> 0) to value 1's (-> 1)."""

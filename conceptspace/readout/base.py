@@ -1,7 +1,9 @@
 """What every readout is: images in, per-concept probabilities and continuous coordinates out.
 
 Rows of the tracker (`conceptspace.tracker.rows`) store exactly these two numbers per sample and concept:
-`p` = P(concept takes its value index 1) and `coords` (0 at value 0's class mean, 1 at value 1's).
+`p` = P(concept takes its value index 1) and `coords` (0 at value 0's class mean, 1 at value 1's), plus one
+flag per sample: `found`, whether there is an object to read at all (a blank image is no evidence for any
+value, so it must not count as correct on the value-0 targets its chance p = 0.5 would "match").
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ class Readout(Protocol):
 
     def read(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """images (N, 3, S, S) float in [0, 1] -> {"p": (N, k) P(value index 1) per concept in spec order,
-        "coords": (N, k) continuous concept coordinates (0 at value 0's class mean, 1 at value 1's)}."""
+        "coords": (N, k) continuous concept coordinates (0 at value 0's class mean, 1 at value 1's),
+        "found": (N,) bool, an object was found (p and coords of the others are chance)}."""
         ...
 
 

@@ -2,7 +2,7 @@
 
 p is the classifier's softmax probability of value index 1 per concept. The classifier has no notion of a
 class mean, so its coordinate is p itself (the paper's concept-space coordinate, paper_setup.md §3.2):
-0 for a confident value 0, 1 for a confident value 1. For CelebA the same class trained on CelebA images
+0 for a confident value 0, 1 for a confident value 1. `found` is always true. For CelebA the same class trained on CelebA images
 is the attribute classifier.
 """
 
@@ -54,4 +54,5 @@ class LearnedReadout:
         images = check_images(images)
         chunks = [self.model.probabilities(chunk.to(self.device)).to(images.device) for chunk in images.split(CHUNK)]
         p = torch.cat(chunks) if chunks else images.new_zeros(0, len(self.spec.concepts))
-        return {"p": p, "coords": p.clone()}
+        # a classifier always answers: "no object" is not one of its outputs
+        return {"p": p, "coords": p.clone(), "found": torch.ones(len(p), dtype=torch.bool, device=p.device)}

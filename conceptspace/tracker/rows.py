@@ -13,7 +13,10 @@ Fields:
     p: {concept: float}  probability that the concept takes its value index 1 (blue, small, ...)
     coords: {concept: float}  continuous concept coordinate (0 at value 0's class mean, 1 at value 1's)
     target: {concept: int}    the cell's value index per concept
-A sample is correct on a concept when (p > 0.5) == target.
+    found: bool          the readout found an object (analytic: a disc explains the image; learned: always
+                         true). p and coords of a sample without one are chance (0.5), not evidence.
+A sample is correct on a concept when it has an object and (p > 0.5) == target.
+Rows written before `found` existed lack it; `read_rows` (and `append_rows`) fill it in as true.
 """
 
 from __future__ import annotations
@@ -21,14 +24,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-FIELDS = ("step", "cell", "held_out", "probe", "seed", "readout", "method", "setting", "p", "coords", "target")
+FIELDS = ("step", "cell", "held_out", "probe", "seed", "readout", "method", "setting", "p", "coords", "target",
+          "found")
+DEFAULTS = {"found": True}  # for rows from before a field existed
 
 
 def append_rows(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
         for r in rows:
-            f.write(json.dumps({k: r[k] for k in FIELDS}) + "\n")
+            f.write(json.dumps({k: r[k] if k in r else DEFAULTS[k] for k in FIELDS}) + "\n")
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -41,7 +46,10 @@ def read_rows(path: Path) -> list[dict]:
             line = line.strip()
             if line:
                 try:
-                    rows.append(json.loads(line))
+                    row = json.loads(line)
                 except json.JSONDecodeError:  # a line cut by a kill mid-write: ignore the torn tail
                     continue
+                for k, v in DEFAULTS.items():
+                    row.setdefault(k, v)
+                rows.append(row)
     return rows

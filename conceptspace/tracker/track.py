@@ -36,14 +36,14 @@ class Tracker:
         rows = []
         for readout in self.readouts:
             out = readout.read(images)
-            p, coords = out["p"].tolist(), out["coords"].tolist()
+            p, coords, found = out["p"].tolist(), out["coords"].tolist(), out["found"].tolist()
             for i, probe in enumerate(self.probes.probes):
                 rows.append({
                     "step": step, "cell": self.spec.cell_name(probe.cell),
                     "held_out": self.spec.is_held_out(probe.cell), "probe": probe.index, "seed": probe.seed,
                     "readout": readout.name, "method": method, "setting": setting,
                     "p": dict(zip(self.spec.names, p[i])), "coords": dict(zip(self.spec.names, coords[i])),
-                    "target": dict(zip(self.spec.names, probe.cell)),
+                    "target": dict(zip(self.spec.names, probe.cell)), "found": bool(found[i]),
                 })
         return rows
 
@@ -72,7 +72,8 @@ def grid_uint8(grid: torch.Tensor) -> np.ndarray:
 
 
 def held_out_summary(rows: list[dict], spec) -> dict:
-    """Scalars for the live log: per-concept and joint accuracy, and mean P, of the held-out cells."""
+    """Scalars for the live log: per-concept and joint accuracy, and mean P, of the held-out cells. A sample
+    without an object is wrong on every concept."""
     out = {}
     for cell in spec.held_out:
         name = spec.cell_name(cell)
@@ -81,7 +82,8 @@ def held_out_summary(rows: list[dict], spec) -> dict:
             continue
         readout = mine[0]["readout"]
         mine = [r for r in mine if r["readout"] == readout]
-        correct = np.array([[(r["p"][c] > 0.5) == bool(r["target"][c]) for c in spec.names] for r in mine])
+        correct = np.array([[r["found"] and (r["p"][c] > 0.5) == bool(r["target"][c]) for c in spec.names]
+                            for r in mine])
         for j, c in enumerate(spec.names):
             out[f"heldout/{name}/acc_{c}"] = float(correct[:, j].mean())
             out[f"heldout/{name}/p_{c}"] = float(np.mean([r["p"][c] for r in mine]))
