@@ -29,7 +29,7 @@ from .errors import UserError
 from .logger import NullLogger, RunLogger, truncate_jsonl
 from .logger import check as check_logger
 from .model import build_model, count_parameters
-from .schedule import snapshot_steps
+from .schedule import snapshot_steps_of
 from .seeding import derive_seed
 
 
@@ -60,7 +60,7 @@ def train(cfg, out_dir: Path) -> dict:
     optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay,
                                   betas=tuple(tc.betas), fused=device.type == "cuda")
     ema = make_ema(model, tc.ema) if tc.ema.enabled else None
-    snapshots = snapshot_steps(tc.steps, tc.snapshots.count, tc.snapshots.start)
+    snapshots = snapshot_steps_of(tc)
     autocast = use_bf16(tc.precision, device, cfg.diffusion.name)
     if world.is_main:
         write_run_files(run_dir, cfg, spec)
@@ -290,7 +290,7 @@ def check(cfg) -> None:
     for key in ("cfg_dropout",):
         if not 0 <= tc[key] < 1:
             raise UserError(f"train.{key}: got {tc[key]!r}; allowed: a number in [0, 1)")
-    snapshot_steps(tc.steps, tc.snapshots.count, tc.snapshots.start)
+    snapshot_steps_of(tc)
     check_diffusion(cfg.diffusion)
     check_logger(cfg.logger)
     if cfg.model.preset is None:
