@@ -12,7 +12,7 @@ DEVICES = ("auto", "cpu", "cuda")
 # each verb's own checks: verb -> [module:function(cfg)], imported only for that verb
 CHECKS = {
     "render": [],
-    "train": ["conceptspace.train:check"],
+    "train": ["conceptspace.model_check:check", "conceptspace.train:check"],
     "train-probe": ["conceptspace.readout.train_probe:check"],
 }
 

@@ -68,11 +68,14 @@ def spec_of(run_dir: Path):
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str]):
-    """argparse, but a bad argument is a UserError (one line), not a usage dump and SystemExit."""
+    """argparse, but a bad or missing argument is one line (a UserError), not a usage dump; --help still
+    prints the usage and exits 0."""
+    def error(message):
+        raise UserError(f"{message} (see {parser.prog} --help)")
+
     parser.exit_on_error = False
+    parser.error = error
     try:
         return parser.parse_args(argv)
-    except (argparse.ArgumentError, SystemExit) as e:
-        if isinstance(e, SystemExit) and e.code == 0:  # --help
-            raise
-        raise UserError(str(e) if isinstance(e, argparse.ArgumentError) else "bad arguments; see --help") from None
+    except argparse.ArgumentError as e:
+        raise UserError(f"{e} (see {parser.prog} --help)") from None
