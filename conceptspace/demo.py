@@ -23,7 +23,9 @@ def run(*argv: str) -> None:
 def main() -> None:
     run("render", "hydra.run.dir=runs/demo_render")
     run("train", "experiment=demo")  # run dir: runs/demo (rerunning resumes / finds it complete)
-    run("elicit", RUN_DIR, "overprompt.strengths=[0.5,1.0]", "intervention.alphas=[1.0,2.0]")
+    # the tracker's 8 probes (reused for naive), 2 of the paper's 5 prompts, 2 null settings: cheap on 2 cores
+    run("elicit", RUN_DIR, "n_probes=8", "null.settings=2", "overprompt.offsets=[0.25,0.45]",
+        "intervention.alphas=[1.0,2.0]")
     run("report", RUN_DIR)
     print(f"\nopen {RUN_DIR}/report.html")
 

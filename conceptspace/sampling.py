@@ -2,8 +2,8 @@
     - concept vectors: naive prompts, or over-prompts (vectors pushed past the training range);
     - guidance_scale w: classifier-free guidance against the null concept (the zero vector); w = 1 is the
       plain conditional model (no unconditional pass at all, so it equals naive sampling exactly);
-    - embedding_hook: an edit of the concept embedding (latent intervention); a hook with an `attach(model)`
-      context manager also edits inside the network (per-block intervention) while sampling.
+    - intervention: an edit of the network's concept tensors (latent intervention), an object whose
+      `attach(model)` context manager hooks the model while sampling (elicit.methods.LatentIntervention).
 Each sample has its own noise generator seeded by its probe seed, so sample i is the same at every
 snapshot and does not depend on the batch it is drawn in.
 """
@@ -15,12 +15,10 @@ import contextlib
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from .model import EmbeddingHook
-
 
 @torch.no_grad()
 def sample(model, process, vectors: torch.Tensor, seeds: list[int], *, steps: int | None = None,
-           guidance_scale: float = 1.0, embedding_hook: EmbeddingHook | None = None, batch_size: int = 512,
+           guidance_scale: float = 1.0, intervention=None, batch_size: int = 512,
            autocast: bool = False) -> torch.Tensor:
     """Images (N, 3, S, S) float32 in [0, 1] on the CPU for concept vectors (N, dim) and N seeds."""
     if len(seeds) != vectors.shape[0]:
@@ -29,18 +27,17 @@ def sample(model, process, vectors: torch.Tensor, seeds: list[int], *, steps: in
     was_training = model.training
     model.eval()
     out = []
-    attach = getattr(embedding_hook, "attach", None)  # interventions that edit inside the network's blocks
     try:
-        with attach(model) if attach else contextlib.nullcontext():
+        with intervention.attach(model) if intervention is not None else contextlib.nullcontext():
             for i in range(0, len(seeds), batch_size):
                 out.append(_sample_batch(model, process, vectors[i:i + batch_size].to(device),
-                                         seeds[i:i + batch_size], steps, guidance_scale, embedding_hook, autocast))
+                                         seeds[i:i + batch_size], steps, guidance_scale, autocast))
     finally:
         model.train(was_training)
     return torch.cat(out)
 
 
-def _sample_batch(model, process, vectors, seeds, steps, guidance_scale, hook, autocast):
+def _sample_batch(model, process, vectors, seeds, steps, guidance_scale, autocast):
     device = vectors.device
     size = model.config.sample_size
     generators = [torch.Generator().manual_seed(int(s)) for s in seeds]  # CPU: same noise on any device
@@ -50,7 +47,7 @@ def _sample_batch(model, process, vectors, seeds, steps, guidance_scale, hook, a
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
         for t in sched.timesteps:
             tt = process.timesteps_for_model(sched, t, x.shape[0], device)
-            eps = model(x, tt, vectors, embedding_hook=hook).float()
+            eps = model(x, tt, vectors).float()
             if guidance_scale != 1.0:
                 eps_null = model(x, tt, null).float()
                 eps = eps_null + guidance_scale * (eps - eps_null)

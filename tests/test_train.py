@@ -169,5 +169,6 @@ def test_wandb_offline_logging_and_resume_keeps_the_run_id(tmp_path, monkeypatch
     assert first and final_state(tmp_path / "run")["wandb_run_id"] == first
     assert list((tmp_path / "run" / "wandb").glob(f"offline-run-*-{first}"))
     assert (tmp_path / "run" / "wandb_run_id.txt").read_text() == first
-    code, _, err = run_cli("elicit", str(tmp_path / "run"), "methods=[naive,overprompt]", "overprompt.strengths=[1]")
+    code, _, err = run_cli("elicit", str(tmp_path / "run"), "methods=[naive,overprompt]", "overprompt.offsets=[0.25]",
+                           "n_probes=2")
     assert code == 0, err  # the elicitation plot and table go to the same W&B run

@@ -90,30 +90,6 @@ def test_per_block_concept_mlps_condition_every_block_and_round_trip(tmp_path):
     assert torch.equal(model(x, t, SPEC.encode(["red-large"] * 2)), loaded(x, t, SPEC.encode(["red-large"] * 2)))
 
 
-def test_block_intervention_on_per_block_models_edits_the_block_mlps():
-    from conceptspace.elicit.command import load_elicit_config
-    from conceptspace.elicit.methods import settings_for
-    from conceptspace.errors import UserError
-
-    model = per_block_model()
-    _, process = tiny_model()
-    v, seeds = SPEC.encode(["blue-small"] * 2), [1, 2]
-    naive = sample(model, process, v, seeds, steps=3)
-
-    def hook(alpha):
-        cfg = load_elicit_config(["methods=[intervention]", "intervention.site=blocks",
-                                  f"intervention.alphas=[{alpha}]", "intervention.betas=[0]"])
-        (setting,) = settings_for(cfg, SPEC, (1, 1), model, False, 2)
-        return setting.hook
-
-    h0 = hook(0)
-    assert h0.blocks == list(model.block_mlps)
-    assert torch.equal(sample(model, process, v, seeds, steps=3, embedding_hook=h0), naive)
-    assert not torch.equal(sample(model, process, v, seeds, steps=3, embedding_hook=hook(3)), naive)
-    with pytest.raises(UserError, match="use intervention.site=blocks"):
-        settings_for(load_elicit_config(["methods=[intervention]"]), SPEC, (1, 1), model, False, 2)
-
-
 def test_paper_vdm_stack_trains_and_resumes(tmp_path):
     from conceptspace.config import compose
 

@@ -26,18 +26,22 @@ class Tracker:
     def rows_path(self) -> Path:
         return self.run_dir / "tracker" / self.rows_file
 
-    def images(self, model, vectors=None, *, guidance_scale=1.0, embedding_hook=None) -> torch.Tensor:
-        vectors = self.probes.vectors() if vectors is None else vectors
-        return sample(model, self.process, vectors, self.probes.seeds, steps=self.sample_steps,
-                      guidance_scale=guidance_scale, embedding_hook=embedding_hook, batch_size=self.batch_size,
+    def images(self, model, vectors=None, *, guidance_scale=1.0, intervention=None, probes: ProbeSet | None = None
+               ) -> torch.Tensor:
+        probes = self.probes if probes is None else probes
+        vectors = probes.vectors() if vectors is None else vectors
+        return sample(model, self.process, vectors, probes.seeds, steps=self.sample_steps,
+                      guidance_scale=guidance_scale, intervention=intervention, batch_size=self.batch_size,
                       autocast=self.autocast)
 
-    def rows(self, images: torch.Tensor, step: int, method: str = "naive", setting: str = "") -> list[dict]:
+    def rows(self, images: torch.Tensor, step: int, method: str = "naive", setting: str = "",
+             probes: ProbeSet | None = None) -> list[dict]:
+        probes = self.probes if probes is None else probes
         rows = []
         for readout in self.readouts:
             out = readout.read(images)
             p, coords, found = out["p"].tolist(), out["coords"].tolist(), out["found"].tolist()
-            for i, probe in enumerate(self.probes.probes):
+            for i, probe in enumerate(probes.probes):
                 rows.append({
                     "step": step, "cell": self.spec.cell_name(probe.cell),
                     "held_out": self.spec.is_held_out(probe.cell), "probe": probe.index, "seed": probe.seed,
@@ -48,10 +52,13 @@ class Tracker:
         return rows
 
     def track(self, model, step: int, *, method: str = "naive", setting: str = "", vectors=None,
-              guidance_scale: float = 1.0, embedding_hook=None, write: bool = True, save_grid: bool = True
-              ) -> tuple[list[dict], torch.Tensor]:
-        images = self.images(model, vectors, guidance_scale=guidance_scale, embedding_hook=embedding_hook)
-        rows = self.rows(images, step, method, setting)
+              guidance_scale: float = 1.0, intervention=None, probes: ProbeSet | None = None, write: bool = True,
+              save_grid: bool = True) -> tuple[list[dict], torch.Tensor]:
+        """Sample `probes` (default: the tracker's own; a subset or another seed stream for elicitation)
+        with prompts `vectors` (default: their class means) and turn the images into rows."""
+        images = self.images(model, vectors, guidance_scale=guidance_scale, intervention=intervention,
+                             probes=probes)
+        rows = self.rows(images, step, method, setting, probes)
         if write and self.run_dir is not None:
             append_rows(self.rows_path, rows)
             if method == "naive" and save_grid:
