@@ -1,7 +1,7 @@
 """The `conceptspace` command. Hydra verbs take config overrides; run-dir verbs take a path and options.
 
     conceptspace render [overrides]          PNG grid per cell + concept-signal table
-    conceptspace train [-m] [overrides]      train (rerun the same command to resume)
+    conceptspace train [-m] [overrides]      train (rerun the same command to resume); --dry-run validates
     conceptspace train-probe [overrides]     train the learned concept classifier used as a readout
     conceptspace track RUN_DIR               probe every saved snapshot of a run
     conceptspace elicit RUN_DIR              naive vs over-prompting vs latent intervention vs CFG
@@ -68,6 +68,10 @@ def _run_hydra(verb: str, rest: list[str]) -> int:
         rest = [f"name={DEFAULT_NAMES[verb]}", *rest]  # runs/probe/..., runs/render/...: apart from training runs
     overrides = [a for a in rest if not a.startswith("-") and not a.startswith("hydra.")
                  and not a.startswith("hydra/")]
+    if "--dry-run" in rest:  # validate every job, write nothing (not even Hydra's output folder)
+        from .dryrun import dry_run
+
+        return dry_run(verb, overrides, multirun="-m" in rest or "--multirun" in rest)
     # Check everything before Hydra creates a run dir: bad input writes nothing.
     validate(verb, compose(overrides))
     fn = _load(HYDRA_VERBS[verb])

@@ -31,3 +31,13 @@ def test_run_dir_verbs_without_their_argument_give_one_line(run_cli, verb):
 def test_every_verb_answers_help(run_cli, verb):
     code, out, err = run_cli(verb, "--help")
     assert code == 0 and out.strip() and "error" not in err
+
+
+def test_dry_run_validates_every_job_of_a_multirun_and_writes_nothing(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # Hydra would write multirun/ and outputs/ here
+    code, out, err = run_cli("train", "-m", "experiment=sweep/color", "seed=0,1", "model=tiny", "--dry-run")
+    assert code == 0, err
+    assert "dry run: 40 jobs validated, nothing written" in out and out.count("ok") == 40  # 20 Δcolor x 2 seeds
+    code, _, err = run_cli("train", "-m", "data.sep_col=0.2,1.7", "--dry-run")
+    assert code == 2 and "job 1" in err and "sep_col" in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
