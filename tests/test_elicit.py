@@ -113,6 +113,8 @@ def test_bad_elicitation_settings_name_the_field(overrides, message):
     ("intervention.site=mid", r"elicit.intervention.site: got 'mid'; allowed: \['auto', 'embedding', 'blocks'\]"),
     ("out_of_range=clip", r"elicit.out_of_range: got 'clip'; allowed: \['skip', 'error'\]"),
     ("intervention.t_range=[9,1]", "elicit.intervention.t_range: got"),
+    ("intervention.alphas=[x]", r"elicit.intervention.alphas: got \['x'\]; allowed: a non-empty list of numbers"),
+    ("overprompt.offsets=0.25", "elicit.overprompt.offsets: got 0.25; allowed: a non-empty list"),
     ("overprompt.strengths=[1]", "elicit.overprompt.strengths: not used by overprompt.grid=absolute; set "
                                  "overprompt.offsets, or overprompt.grid=relative"),
 ])

@@ -17,6 +17,7 @@ import contextlib
 from dataclasses import dataclass
 
 import torch
+from omegaconf import OmegaConf
 
 from ..concepts import ConceptError, ConceptSpec
 from ..errors import UserError
@@ -56,10 +57,20 @@ def check_config(cfg) -> None:
                                 ("intervention.site", cfg.intervention.site, SITES)):
         if value not in allowed:
             raise UserError(f"elicit.{key}: got {value!r}; allowed: {list(allowed)}")
+    for key in ("overprompt.offsets", "overprompt.strengths", "intervention.alphas", "intervention.betas",
+                "cfg.scales"):
+        values = OmegaConf.select(cfg, key)
+        if not OmegaConf.is_list(values) or not values or not all(_is_number(v) for v in values):
+            raise UserError(f"elicit.{key}: got {values!r}; allowed: a non-empty list of numbers")
     t_range = cfg.intervention.t_range
-    if t_range is not None and (len(t_range) != 2 or not t_range[0] <= t_range[1]):
+    if t_range is not None and (len(t_range) != 2 or not all(_is_number(v) for v in t_range)
+                                or not t_range[0] <= t_range[1]):
         raise UserError(f"elicit.intervention.t_range: got {list(t_range)}; allowed: null or [t_lo, t_hi], "
                         "t_lo <= t_hi")
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _check_int(name: str, value, lo: int, hi: int) -> None:
