@@ -16,7 +16,14 @@ def positive_int(value, field: str) -> int:
 
 
 def check(cfg) -> None:
+    from .model import check_options
+
     m = cfg.model
+    check_options(m.structure, m.concept_conditioning, m.act_fn, m.concept_init)
+    if isinstance(m.output_residual, str) or isinstance(m.zero_init, str):
+        raise UserError("model.output_residual / model.zero_init: allowed: true or false")
+    if not float(m.init_scale) > 0:
+        raise UserError(f"model.init_scale: got {m.init_scale!r}; allowed: a number > 0")
     channels = list(m.block_out_channels)
     if not channels:
         raise UserError("model.block_out_channels: got []; allowed: a non-empty list of integers >= 1")

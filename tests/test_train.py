@@ -89,7 +89,7 @@ def test_resume_after_a_kill_equals_uninterrupted(tmp_path, monkeypatch):
 def test_snapshots_are_sqrt_spaced_and_loadable(tmp_path):
     train(fast_cfg(steps=12, snapshots=4), tmp_path)
     steps = [s for s, _ in ckpt.list_snapshots(tmp_path)]
-    assert steps == [2, 4, 8, 12]  # round(linspace(√2, √12, 4)²)
+    assert steps == [2, 4, 7, 12]  # floor(linspace(√2, √12, 4)²), as the paper's astype(int)
     model = ConceptUNet.from_pretrained(ckpt.snapshot_dir(tmp_path, 12), low_cpu_mem_usage=False)
     assert torch.equal(model.state_dict()["concept_mlp.0.weight"],
                        final_state(tmp_path)["model"]["concept_mlp.0.weight"])
