@@ -149,8 +149,11 @@ def headline(summary: dict, threshold_rule: str = "paper") -> list[str]:
             s = ls.get("split")
             if method == "null" or s is None:
                 continue
-            when = f"reaches it at step {s.elicited.step:,}" if not s.elicited.censored else "never reaches it"
-            value = "n/a" if s.lead is None else f"{s.lead:,} steps" + ("" if s.bound == "exact" else f" ({s.bound} bound)")
+            when = (f"reaches it at step {s.elicited.step:,}" if not s.elicited.censored else "never reaches it") + (
+                f" (naive at {s.naive.step:,} on the same scoring half)" if not s.naive.censored else
+                f" (naive not by {s.naive.step:,} on the same scoring half)")
+            value = "n/a" if s.lead is None else \
+                f"{s.lead:,} steps" + ("" if s.bound == "exact" else f" ({s.bound} bound)")
             parts.append(f"{method} ({s.setting}) {when}: lead {value}"
                          + (f" (null control {null.lead if null.lead is not None else 'n/a'})" if null else ""))
         lines.append("; ".join(parts))
