@@ -68,6 +68,10 @@ def _run_hydra(verb: str, rest: list[str]) -> int:
         rest = [f"name={DEFAULT_NAMES[verb]}", *rest]  # runs/probe/..., runs/render/...: apart from training runs
     overrides = [a for a in rest if not a.startswith("-") and not a.startswith("hydra.")
                  and not a.startswith("hydra/")]
+    for a in rest:
+        if a.startswith("experiment=sweep/"):
+            new = {"color": "col_sweep", "size": "size_sweep", "grid": "grid"}.get(a.split("/", 1)[1], "...")
+            print(f"note: experiment=sweep/* is now ddpm/* ({a} -> experiment=ddpm/{new})", file=sys.stderr)
     if "--dry-run" in rest:  # validate every job, write nothing (not even Hydra's output folder)
         from .dryrun import dry_run
 

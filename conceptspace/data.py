@@ -34,6 +34,15 @@ def finite_indices(seed: int, step: int, batch_size: int, n: int, device) -> tor
     return out.to(device)
 
 
+def train_split(seed: int, n: int, fraction: float) -> torch.Tensor:
+    """Image indices of the training part of n rendered images: all of them, or (the paper's 85/15
+    random_split of 6,144 into 5,222 + 922) a seeded random int(fraction * n) of them, in index order."""
+    if fraction >= 1.0:
+        return torch.arange(n)
+    g = torch.Generator().manual_seed(derive_seed(seed, 0, "train_split"))
+    return torch.randperm(n, generator=g)[: int(fraction * n)].sort().values
+
+
 class ShapesSource:
     """The paper's generator: a finite set of `per_cell` images per training cell rendered once on the
     device (paper), or fresh renders every step (`mode=online`)."""
@@ -45,12 +54,14 @@ class ShapesSource:
         self.world = ShapesWorld(self.cfg, device=device)
         self.spec, self.image_size, self.seed, self.device = self.cfg.spec, self.cfg.image_size, seed, device
         self.mode = data_cfg.mode
-        self.size = int(data_cfg.per_cell) * len(self.spec.train_cells)
+        rendered = int(data_cfg.per_cell) * len(self.spec.train_cells)
+        self.kept = train_split(self.seed, rendered, float(data_cfg.get("train_fraction", 1.0)))
+        self.size = len(self.kept)
         self._finite = None
 
     def _dataset(self):
         if self._finite is None:
-            b = self.world.train_batch(torch.arange(self.size, device=self.device), self.seed)
+            b = self.world.train_batch(self.kept.to(self.device), self.seed)
             self._finite = (b.images, b.vectors)
         return self._finite
 

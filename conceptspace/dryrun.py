@@ -33,6 +33,7 @@ def dry_run(verb: str, overrides: list[str], multirun: bool) -> int:
     if verb != "train":
         raise UserError(f"--dry-run: supported for 'train'; got {verb!r}")
     jobs = expand_jobs(overrides) if multirun else [overrides]
+    sizes: dict[str, int] = {}  # one model build per distinct model config (sweeps share theirs)
     for i, job in enumerate(jobs):
         cfg = compose(job)
         try:
@@ -40,7 +41,10 @@ def dry_run(verb: str, overrides: list[str], multirun: bool) -> int:
         except UserError as e:
             raise UserError(f"job {i} ({' '.join(job)}): {e}") from None
         spec = _spec(cfg)
-        params = count_parameters(build_model(cfg.model, spec, cfg.data.image_size))
+        key = f"{cfg.model}|{cfg.data.image_size}|{spec.dim}"
+        if key not in sizes:
+            sizes[key] = count_parameters(build_model(cfg.model, spec, cfg.data.image_size))
+        params = sizes[key]
         print(f"job {i}: ok  {' '.join(job) or '(defaults)'}  [{cfg.model.preset}, {params / 1e6:.2f}M params, "
               f"{cfg.diffusion.name}, {cfg.train.steps} steps]")
     print(f"dry run: {len(jobs)} job{'s' if len(jobs) != 1 else ''} validated, nothing written")

@@ -40,6 +40,9 @@ def check_data(data) -> None:
             raise UserError(f"data.mode: got {data.mode!r}; allowed: ['finite', 'online']")
         if isinstance(data.per_cell, bool) or not isinstance(data.per_cell, int) or data.per_cell < 1:
             raise UserError(f"data.per_cell: got {data.per_cell!r}; allowed: an integer >= 1")
+        frac = data.get("train_fraction", 1.0)
+        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac <= 1:
+            raise UserError(f"data.train_fraction: got {frac!r}; allowed: a number in (0, 1] (the paper: 0.85)")
     else:
         from celeba.config import check as check_celeba
 
