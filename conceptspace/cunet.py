@@ -77,7 +77,8 @@ class PaperBackbone(nn.Module):
                 widths.append(c)
                 c_in = c
             last = i == len(channels) - 1
-            self.downs.append(nn.Identity() if last else Downsample2D(c, use_conv=True, kernel_size=2, padding=0, name="op"))
+            self.downs.append(nn.Identity() if last else
+                              Downsample2D(c, use_conv=True, kernel_size=2, padding=0, name="op"))
         mid = channels[-1]
         for _ in range(2):  # mid: resnet, attention (between them), resnet
             self.resnets.append(resnet(mid, mid))

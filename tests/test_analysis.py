@@ -20,7 +20,8 @@ STEPS = [100 * (i + 1) for i in range(20)]  # 20 snapshots
 # ---- fabricated runs ---------------------------------------------------------------------------------------
 def fabricate_rows(spec, learn_at, converge_at=5, steps=STEPS, probes=4, methods=None):
     """Held-out cells: concept c is right (p 0.9) from snapshot learn_at[c] on, wrong (p 0.1) before.
-    Training cells: 0.6 from their corner (read wrong) before `converge_at`, 0.01 after. methods: {name: {setting: learn_at}}."""
+    Training cells: 0.6 from their corner (read wrong) before `converge_at`, 0.01 after.
+    methods: {name: {setting: learn_at}}."""
     rows = []
     plan = [("naive", "", learn_at)] + [(m, s, at) for m, sets in (methods or {}).items() for s, at in sets.items()]
     for i, step in enumerate(steps):

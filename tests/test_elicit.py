@@ -314,7 +314,7 @@ def test_elicit_extends_the_trackers_naive_probes_and_never_duplicates_rows(run_
 
     cfg_spec = ShapesConfig.from_cfg(cfg.data).spec
     for step in (2, 4):
-        def mine(method, setting):
+        def mine(method, setting, step=step):
             return sorted((r for r in rows if r["step"] == step and r["cell"] == "blue-small"
                            and r["method"] == method and r["setting"] == setting), key=lambda r: r["probe"])
 

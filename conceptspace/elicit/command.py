@@ -80,8 +80,9 @@ def main(argv: list[str]) -> int:
             name = spec.cell_name(cell)
             for s in settings[cell]:
                 probes = ProbeSet.build(spec, ecfg.n_probes, run_cfg.tracker.seed, cells=[cell], stream=s.stream)
-                todo = probes.select(lambda p: any(row_key(step, name, s.method, s.setting, p.index, ro) not in done
-                                                   for ro in readouts))
+                keys = {p.index: [row_key(step, name, s.method, s.setting, p.index, ro) for ro in readouts]
+                        for p in probes.probes}
+                todo = probes.select(lambda p, keys=keys, done=done: any(k not in done for k in keys[p.index]))
                 if todo.probes:
                     jobs.append((s, todo))
         if not jobs:

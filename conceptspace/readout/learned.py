@@ -2,8 +2,8 @@
 
 p is the classifier's softmax probability of value index 1 per concept. The classifier has no notion of a
 class mean, so its coordinate is p itself (the paper's concept-space coordinate, paper_setup.md §3.2):
-0 for a confident value 0, 1 for a confident value 1. `found` is always true. For CelebA the same class trained on CelebA images
-is the attribute classifier.
+0 for a confident value 0, 1 for a confident value 1. `found` is always true. For CelebA the same class
+trained on CelebA images is the attribute classifier.
 """
 
 from __future__ import annotations
