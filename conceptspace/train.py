@@ -184,13 +184,14 @@ def snapshot(model, ema, process, tracker, logger, run_dir, step, cfg):
 def live_figures(tracker) -> dict:
     """The trajectory and accuracy plots of every row so far, as uint8 images for the live dashboard."""
     from .analysis import figures as plots
+    from .analysis import run_figures as run_plots
     from .analysis.stats import cell_stats, pick_readout
     from .tracker.rows import read_rows
 
     stats = cell_stats(read_rows(tracker.rows_path), tracker.spec)
     readout = pick_readout(stats)
-    figures = {"concept_space": plots.trajectory_figure(stats, tracker.spec, readout=readout),
-               "heldout_accuracy": plots.accuracy_figure(stats, tracker.spec, readout=readout)}
+    figures = {"concept_space": run_plots.trajectory_figure(stats, tracker.spec, readout=readout),
+               "heldout_accuracy": run_plots.accuracy_figure(stats, tracker.spec, readout=readout)}
     out = {}
     for name, fig in figures.items():
         out[name] = plots.figure_to_uint8(fig)

@@ -127,19 +127,19 @@ def _check(fig, tmp_path, name):
 
 @pytest.mark.parametrize("kind", ["full", "naive"])
 def test_run_figures(runs, kind, tmp_path):
-    from conceptspace.analysis import figures
+    from conceptspace.analysis import run_figures, sweep_figures
 
     run_dir, summary = runs[kind]
     spec, readout = summary["spec"], summary["readout"]
     conv = summary["convergence"]["corners"]
-    _check(figures.trajectory_figure(summary["stats"], spec, readout=readout,
-                                     convergence_step=None if conv[1] else conv[0]), tmp_path, "trajectory")
-    _check(figures.elicitation_figure(summary, ["blue-small"]), tmp_path, "elicitation")
-    _check(figures.accuracy_figure(summary["stats"], spec, readout=readout), tmp_path, "accuracy")
+    _check(run_figures.trajectory_figure(summary["stats"], spec, readout=readout,
+                                         convergence_step=None if conv[1] else conv[0]), tmp_path, "trajectory")
+    _check(run_figures.elicitation_figure(summary, ["blue-small"]), tmp_path, "elicitation")
+    _check(run_figures.accuracy_figure(summary["stats"], spec, readout=readout), tmp_path, "accuracy")
     cond = __import__("conceptspace.analysis.conditions", fromlist=["x"]).summarise_condition([summary])
-    _check(figures.hidden_capability_figure([cond | {"runs": [summary]}]), tmp_path, "hidden")
-    _check(figures.condition_trajectories_figure([cond | {"runs": [summary]}]), tmp_path, "ctraj")
-    strip = figures.sample_strip_figure(run_dir, {"training converged": conv[0]}, spec=spec)
+    _check(sweep_figures.hidden_capability_figure([cond | {"runs": [summary]}]), tmp_path, "hidden")
+    _check(sweep_figures.condition_trajectories_figure([cond | {"runs": [summary]}]), tmp_path, "ctraj")
+    strip = run_figures.sample_strip_figure(run_dir, {"training converged": conv[0]}, spec=spec)
     if kind == "full":
         _check(strip, tmp_path, "strip")
     else:
@@ -147,10 +147,10 @@ def test_run_figures(runs, kind, tmp_path):
 
 
 def test_elicitation_figure_shows_split_max_and_per_setting_curves(runs):
-    from conceptspace.analysis import figures
+    from conceptspace.analysis import figures, run_figures
 
     _, summary = runs["full"]
-    fig = figures.elicitation_figure(summary, ["blue-small"])
+    fig = run_figures.elicitation_figure(summary, ["blue-small"])
     main, per_setting = fig.axes[:2]
     labels = main.get_legend().get_texts()
     text = " ".join(t.get_text() for t in labels)
@@ -162,42 +162,42 @@ def test_elicitation_figure_shows_split_max_and_per_setting_curves(runs):
     assert sum(s.startswith("offset=") for s in settings) == len(OFFSETS)
     assert any("selected" in s for s in settings)
     assert any(abs(ln.get_ydata()[0] - 0.8) < 1e-9 for ln in main.lines if len(ln.get_ydata()) == 2)  # threshold
-    fig_naive = figures.elicitation_figure(runs["naive"][1], ["blue-small"])
+    fig_naive = run_figures.elicitation_figure(runs["naive"][1], ["blue-small"])
     assert len([a for a in fig_naive.axes if a.get_visible()]) == 1  # no per-setting panel without settings
 
 
 def test_sweep_figures(sweep, tmp_path):
-    from conceptspace.analysis import claims, figures
+    from conceptspace.analysis import claim_figures, claims, figures, sweep_figures
 
     summaries, conditions = sweep
     assert len(conditions) == 6 and all(c["n_seeds"] == 3 for c in conditions)
-    fig = figures.hidden_capability_figure(conditions)
+    fig = sweep_figures.hidden_capability_figure(conditions)
     _check(fig, tmp_path, "hidden")
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
     assert all("3 seeds" in t and "Δcolor" in t for t in titles)
-    fig = figures.condition_trajectories_figure(conditions)
+    fig = sweep_figures.condition_trajectories_figure(conditions)
     assert "3 seeds" in fig.get_suptitle()
     assert any(ax.get_label() == "<colorbar>" for ax in fig.axes)
     _check(fig, tmp_path, "ctraj")
     trends = claims.f1_trends(summaries)
-    fig = figures.f1_figure(summaries, trends)
+    fig = claim_figures.f1_figure(summaries, trends)
     text = " ".join(t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts())
     assert "ρ" in text and "crossed only" in text
     assert sum(1 for ax in fig.axes if ax.images) >= 1  # the (Δcolor, Δsize) heat map
     _check(fig, tmp_path, "f1")
     points = claims.f4_points(summaries)
-    fig = figures.f4_figure(points, claims.f4_trend(points))
+    fig = claim_figures.f4_figure(points, claims.f4_trend(points))
     assert "ρ" in fig.axes[0].get_title()
-    assert fig.axes[0].get_title() == figures.f4_figure(points, None).axes[0].get_title()  # trend computed
+    assert fig.axes[0].get_title() == claim_figures.f4_figure(points, None).axes[0].get_title()  # trend computed
     _check(fig, tmp_path, "f4")
     # degenerate inputs draw a message, not an exception
-    for fig in (figures.f1_figure([], []), figures.f4_figure([], {}), figures.hidden_capability_figure([]),
-                figures.condition_trajectories_figure([])):
+    for fig in (claim_figures.f1_figure([], []), claim_figures.f4_figure([], {}),
+                sweep_figures.hidden_capability_figure([]), sweep_figures.condition_trajectories_figure([])):
         figures.figure_to_uint8(fig)
 
 
 def test_sample_steps_skip_the_first_frame_and_keep_the_last():
-    from conceptspace.analysis.figures import choose_sample_steps
+    from conceptspace.analysis.run_figures import choose_sample_steps
 
     avail = [50, 100, 200, 400, 800]
     chosen = choose_sample_steps(avail, {"training converged": 150, "turn": None, "naive T": 10})

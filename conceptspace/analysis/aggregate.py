@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from ..errors import UserError
-from . import claims, conditions, figures
+from . import claim_figures, claims, conditions, figures, sweep_figures
 from .html import Raw, esc, img_tag, page, table, time_cell
 from .rundir import DELTA_KEYS, read_config, read_status, summarise_run
 from .stats import JOINT
@@ -106,8 +106,9 @@ def sweep_claims(summaries: list[dict], conds: list[dict]) -> dict:
     points = claims.f4_points(summaries)
     multi = [s for s in summaries if len(s["spec"].held_out) > 1]
     out = {"F1": trends, "F2": {}, "F3": {}, "F4": {"points": points, "runs": len(multi),
-                                                    "runs_not_converged": sum(1 for s in multi
-                                                                              if s["convergence"].get("corners", (0, True))[1])}}
+                                                    "runs_not_converged": sum(
+                                                        1 for s in multi
+                                                        if s["convergence"].get("corners", (0, True))[1])}}
     if points:
         out["F4"]["trend"] = claims.f4_trend(points)
     for c in conds:
@@ -180,11 +181,11 @@ def aggregate(sweep_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
         paths["claims"] = out_dir / "claims.json"
         paths["claims"].write_text(json.dumps({"verdicts": lines, **result}, indent=1, default=jsonable))
         body += ["<h2>Verdicts</h2><ul>" + "".join(f"<li>{esc(x)}</li>" for x in lines) + "</ul>"]
-        for name, make in [("hidden_capability", lambda: figures.hidden_capability_figure(conds)),
-                           ("trajectories", lambda: figures.condition_trajectories_figure(conds)),
-                           ("f1_learning_time", lambda: figures.f1_figure(summaries, result["F1"])),
-                           ("f4_distance", lambda: figures.f4_figure(result["F4"]["points"],
-                                                                      result["F4"].get("trend")))]:
+        for name, make in [("hidden_capability", lambda: sweep_figures.hidden_capability_figure(conds)),
+                           ("trajectories", lambda: sweep_figures.condition_trajectories_figure(conds)),
+                           ("f1_learning_time", lambda: claim_figures.f1_figure(summaries, result["F1"])),
+                           ("f4_distance", lambda: claim_figures.f4_figure(result["F4"]["points"],
+                                                                            result["F4"].get("trend")))]:
             if name == "f4_distance" and not result["F4"]["points"]:
                 continue
             paths[name] = figures.save_figure(make(), out_dir / f"{name}.png")

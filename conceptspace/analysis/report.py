@@ -12,7 +12,8 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..tracker.rows import read_rows
-from . import figures
+from . import figures, sweep_figures
+from . import run_figures as run_plots
 from .conditions import summarise_condition
 from .curves import wilson_half_width
 from .html import Raw, esc, img_tag, page, table, time_cell
@@ -217,15 +218,15 @@ def run_figures(run_dir: Path, summary: dict) -> dict[str, Path]:
     star = conv[0] if conv and not conv[1] else None
     held = [spec.cell_name(c) for c in spec.held_out if spec.cell_name(c) in summary["panel"]]
     paths = {"trajectory": figures.save_figure(
-        figures.trajectory_figure(stats, spec, readout=readout, convergence_step=star,
-                                  title=f"concept-space trajectories of one run (seed {summary['seed']}): naive "
-                                        f"prompts, {readout} readout, smoothed σ = 2 snapshots; star: training "
-                                        "converged (corners rule)"), out / "trajectory.png")}
+        run_plots.trajectory_figure(stats, spec, readout=readout, convergence_step=star,
+                                    title=f"concept-space trajectories of one run (seed {summary['seed']}): naive "
+                                          f"prompts, {readout} readout, smoothed σ = 2 snapshots; star: training "
+                                          "converged (corners rule)"), out / "trajectory.png")}
     if held:
-        paths["elicitation"] = figures.save_figure(figures.elicitation_figure(summary, held), out / "elicitation.png")
+        paths["elicitation"] = figures.save_figure(run_plots.elicitation_figure(summary, held), out / "elicitation.png")
         if any(m != NULL for cell in held for m in summary["leads"].get(cell, {})):
             cond = summarise_condition([summary]) | {"runs": [summary]}
-            paths["hidden_capability"] = figures.save_figure(figures.hidden_capability_figure([cond]),
+            paths["hidden_capability"] = figures.save_figure(sweep_figures.hidden_capability_figure([cond]),
                                                              out / "hidden_capability.png")
     marks = {"training converged": star}
     for cell in held:
@@ -237,7 +238,7 @@ def run_figures(run_dir: Path, summary: dict) -> dict[str, Path]:
             s = ls.get("split")
             if method != NULL and s is not None and not s.elicited.censored:
                 marks[f"{method} reaches {RULES[HEADLINE][0]:g}"] = s.elicited.step
-    strip = figures.sample_strip_figure(run_dir, marks, spec=spec)
+    strip = run_plots.sample_strip_figure(run_dir, marks, spec=spec)
     if strip is not None:
         paths["samples"] = figures.save_figure(strip, out / "samples_strip.png")
         paths["samples_gif"] = figures.samples_gif(run_dir)  # every snapshot, beside the page (not inlined)

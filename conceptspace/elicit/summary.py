@@ -15,7 +15,7 @@ from ..analysis.stats import JOINT
 
 
 def summarise(run_dir: Path, spec, targets, ecfg) -> dict:
-    from ..analysis import figures
+    from ..analysis import figures, run_figures
 
     run = summarise_run(run_dir)
     stats, readout = run["stats"], run["readout"]
@@ -37,7 +37,7 @@ def summarise(run_dir: Path, spec, targets, ecfg) -> dict:
     selected = {f"{cell}/{m}": ls["split"].setting for cell, by_method in run["leads"].items() if cell in names
                 for m, ls in by_method.items() if "split" in ls}
     per_half = min((s.n + 1) // 2 for s in stats if s.cell in names) if stats else 0
-    fig = figures.elicitation_figure(run, cells=sorted(names))
+    fig = run_figures.elicitation_figure(run, cells=sorted(names))
     figures.save_figure(fig, out / "accuracy.png")
     summary = {"readout": readout, "rule": "paper (smoothed joint accuracy ≥ 0.8, σ = 2 snapshots)",
                "probes_per_half": per_half, "half_width_at_0.8": round(wilson_half_width(0.8, per_half), 3)
