@@ -6,7 +6,8 @@
     conceptspace track RUN_DIR               probe every saved snapshot of a run
     conceptspace elicit RUN_DIR              naive vs over-prompting vs latent intervention vs CFG
     conceptspace report RUN_DIR              one self-contained HTML page per run
-    conceptspace aggregate SWEEP_DIR         learning time vs concept signal across a sweep
+    conceptspace aggregate SWEEP_DIR         seeds -> conditions -> one verdict per claim of the paper
+    conceptspace sample RUN_DIR PROMPT       ask a model for "small blue circle" at any snapshot, by any method
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ PATH_VERBS = {
     "elicit": ("conceptspace.elicit.command", "main"),
     "report": ("conceptspace.analysis.report", "main"),
     "aggregate": ("conceptspace.analysis.aggregate", "main"),
+    "sample": ("conceptspace.sample_command", "main"),
 }
 
 

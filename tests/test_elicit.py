@@ -337,12 +337,17 @@ def test_elicit_extends_the_trackers_naive_probes_and_never_duplicates_rows(run_
     assert code == 2 and "has no config.yaml" in err
 
 
-@pytest.mark.parametrize("run", ["data.sep_col=0.1", "data.sep_col=0.4", "data.sep_col=0.8", "paper_vdm"])
+PAPER_NETWORK = ["diffusion=vdm", "model=paper_vdm", "model.block_out_channels=[8,16,16]", "model.norm_num_groups=4",
+                 "model.attention_head_dim=4", "model.layers_per_block=1"]
+
+
+@pytest.mark.parametrize("run", ["data.sep_col=0.1", "data.sep_col=0.4", "data.sep_col=0.8", "paper_vdm",
+                                 "paper_network"])
 def test_elicit_with_the_default_grids_runs_on_tiny_runs(run_cli, tmp_path, run):
     """`conceptspace elicit RUN_DIR` with the default settings: weak to strong colour signal on the shared
     model, and a per-block (paper_vdm-like: VDM, sep_mlp) model. Only the probe count is cut for speed."""
-    overrides = ["diffusion=vdm", "train.lr=1e-3", "model.concept_conditioning=per_block"] \
-        if run == "paper_vdm" else [run]
+    overrides = {"paper_vdm": ["diffusion=vdm", "train.lr=1e-3", "model.concept_conditioning=per_block"],
+                 "paper_network": PAPER_NETWORK}.get(run, [run])
     train(fast_cfg(*overrides, steps=2, snapshots=1, tracker=True), tmp_path)
     code, out, err = run_cli("elicit", str(tmp_path), "n_probes=2")
     assert code == 0, err
