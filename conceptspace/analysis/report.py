@@ -16,6 +16,7 @@ from . import figures, sweep_figures
 from . import run_figures as run_plots
 from .conditions import summarise_condition
 from .curves import wilson_half_width
+from .explorer import explorer_section
 from .html import Raw, esc, img_tag, page, table, time_cell
 from .rundir import headline, summarise_run
 from .stats import JOINT, NULL, readout_agreement
@@ -269,6 +270,7 @@ def build_report(run_dir: Path) -> Path:
         f"{esc(summary['seed'])}; readout <b>{esc(readout)}</b>"
         + (f"<br>error: {esc(status['error'])}" if status.get("error") else "") + "</p>",
         "<h2>What this run shows</h2><ul>" + "".join(f"<li>{item}</li>" for item in findings(summary)) + "</ul>",
+        *explorer_section(run_dir, summary),
         "<h2>Concept space</h2>", img_tag(paths["trajectory"], "trajectory"),
     ]
     if "elicitation" in paths:

@@ -116,10 +116,35 @@ def sample_jobs(tracker, model, step: int, jobs) -> list[dict]:
         for s, p in plain:
             n = len(p.probes)
             rows += tracker.rows(images[start:start + n], step, s.method, s.setting, p)
+            save_grid(tracker, step, s, p, images[start:start + n])
             start += n
     for s, p in jobs:
         if not any(s is q for q, _ in plain):
-            rows += tracker.track(model, step, method=s.method, setting=s.setting, vectors=s.prompts(p),
-                                  guidance_scale=s.guidance_scale, intervention=s.intervention, probes=p,
-                                  write=False)[0]
+            new, images = tracker.track(model, step, method=s.method, setting=s.setting, vectors=s.prompts(p),
+                                        guidance_scale=s.guidance_scale, intervention=s.intervention, probes=p,
+                                        write=False)
+            rows += new
+            save_grid(tracker, step, s, p, images)
     return rows
+
+
+GRID_PROBES = 16  # probes shown per setting in elicit/samples/ (the report's explorer reads them)
+
+
+def grid_path(run_dir: Path, step: int, cell: str, method: str, setting: str) -> Path:
+    name = f"{cell}_{method}" + (f"_{setting}" if setting else "")
+    return Path(run_dir) / "elicit" / "samples" / f"step_{step:06d}" / f"{name}.png"
+
+
+def save_grid(tracker, step: int, s, probes: ProbeSet, images) -> None:
+    """The first probes of a setting as one row, when this call sampled them (a rerun adding probes 32..63
+    leaves the grid of an earlier call as it is)."""
+    from torchvision.utils import make_grid, save_image
+
+    keep = [i for i, pr in enumerate(probes.probes) if pr.index < GRID_PROBES]
+    if len(keep) < min(GRID_PROBES, len(probes.probes)) or not keep:
+        return
+    cell = tracker.spec.cell_name(probes.probes[0].cell)
+    path = grid_path(tracker.run_dir, step, cell, s.method, s.setting)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(make_grid(images[keep], nrow=len(keep), padding=1, pad_value=1.0), path)
