@@ -25,9 +25,14 @@ def weights(run_dir):
     return torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"]
 
 
-def assert_close(a, b):
+def assert_close(a, b, lr=1e-4, steps=8):
+    """Equal up to float reduction order: 2 ranks average gradients in another order than one process sums
+    them. Adam turns that into update differences of up to lr per step on elements whose gradient is ~0, so
+    a few elements may differ by O(lr); a wrong shard or missing all-reduce moves nearly every element."""
     for k in a:
-        assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), k
+        diff = (a[k] - b[k]).abs()
+        assert diff.max() <= steps * lr, (k, diff.max().item())
+        assert (diff > 1e-5).float().mean() < 1e-3, (k, (diff > 1e-5).float().mean().item())
 
 
 def test_two_gloo_ranks_equal_one_process_and_resume_across_world_sizes(tmp_path):
