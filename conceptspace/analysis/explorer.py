@@ -30,6 +30,24 @@ def tracker_grids(run_dir: Path) -> dict[int, Path]:
     return found
 
 
+def tracker_row(run_dir: Path, step: int, spec, cell: str) -> str | None:
+    """The cell's row of the tracker's probe grid at a step (rows follow spec.cells), as a data URI."""
+    import io
+
+    from PIL import Image
+
+    path = tracker_grids(run_dir).get(step)
+    if path is None:
+        return None
+    with Image.open(path) as image:
+        rows, k = len(spec.cells), spec.cells.index(spec.cell(cell))
+        height = (image.height - 1) // rows  # make_grid(padding=1): rows of (size + 1) pixels, plus one
+        row = image.crop((0, k * height, image.width, (k + 1) * height + 1))
+        buffer = io.BytesIO()
+        row.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def space_svg(stats, spec, readout: str, steps: list[int]) -> str:
     """Every cell's naive path in the first concept pair's plane, one circle per (cell, step) with the step's
     index as its class, so the script can highlight one step."""
@@ -83,11 +101,13 @@ def elicitation_panels(run_dir: Path, summary: dict, steps: list[int]) -> list[d
             acc = {s.step: s.correct[JOINT] / s.n for s in select(stats, readout=readout, method=method,
                                                                   setting=setting, cell=cell)}
             grids = [grid_path(run_dir, step, cell, method, setting) for step in steps]
-            if not any(g.exists() for g in grids):
+            uris = [data_uri(g) if g.exists() else None for g in grids]
+            if method == NAIVE:  # elicit reuses the tracker's naive probes: their row of the tracker's grid
+                uris = [u or tracker_row(run_dir, step, summary["spec"], cell) for u, step in zip(uris, steps)]
+            if not any(uris):
                 continue
             panels.append({"label": f"{cell}: {method}" + (f" ({setting})" if setting else ""),
-                           "grids": [data_uri(g) if g.exists() else None for g in grids],
-                           "acc": [acc.get(step) for step in steps]})
+                           "grids": uris, "acc": [acc.get(step) for step in steps]})
     return panels
 
 
