@@ -199,17 +199,12 @@ def run(args, run_cfg, spec, cell, vector, steps, overrides, prompt_words) -> in
 
 def strip_and_gif(grids, out_dir: Path, stem: str) -> list[Path]:
     """The run learning the prompt: one labelled frame per snapshot, as a strip (PNG) and a GIF."""
-    from PIL import Image, ImageDraw
+    from PIL import Image
 
+    from .analysis.figures import labelled_frame
     from .tracker.track import grid_uint8
 
-    frames = []
-    for step, grid in grids:
-        image = Image.fromarray(grid_uint8(grid))
-        frame = Image.new("RGB", (image.width, image.height + 14), "white")
-        frame.paste(image, (0, 14))
-        ImageDraw.Draw(frame).text((2, 1), f"step {step}", fill="black")
-        frames.append(frame)
+    frames = [labelled_frame(Image.fromarray(grid_uint8(grid)), step) for step, grid in grids]
     shown = frames if len(frames) <= 12 else [frames[round(i * (len(frames) - 1) / 11)] for i in range(12)]
     strip = Image.new("RGB", (sum(f.width for f in shown), shown[0].height), "white")
     x = 0

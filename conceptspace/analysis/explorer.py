@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from pathlib import Path
 
+from .figures import sample_steps
 from .html import esc
 from .stats import JOINT, NAIVE, select, trajectory
 
@@ -21,24 +21,12 @@ def data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
-def tracker_grids(run_dir: Path) -> dict[int, Path]:
-    found = {}
-    for p in (Path(run_dir) / "tracker" / "samples").glob("step_*.png"):
-        m = re.fullmatch(r"step_(\d+)\.png", p.name)
-        if m:
-            found[int(m.group(1))] = p
-    return found
-
-
-def tracker_row(run_dir: Path, step: int, spec, cell: str) -> str | None:
-    """The cell's row of the tracker's probe grid at a step (rows follow spec.cells), as a data URI."""
+def tracker_row(path: Path, spec, cell: str) -> str:
+    """The cell's row of a tracker probe grid (rows follow spec.cells), as a data URI."""
     import io
 
     from PIL import Image
 
-    path = tracker_grids(run_dir).get(step)
-    if path is None:
-        return None
     with Image.open(path) as image:
         rows, k = len(spec.cells), spec.cells.index(spec.cell(cell))
         height = (image.height - 1) // rows  # make_grid(padding=1): rows of (size + 1) pixels, plus one
@@ -87,12 +75,13 @@ def space_svg(stats, spec, readout: str, steps: list[int]) -> str:
     return "".join(parts)
 
 
-def elicitation_panels(run_dir: Path, summary: dict, steps: list[int]) -> list[dict]:
+def elicitation_panels(run_dir: Path, summary: dict, tracker: dict[int, Path]) -> list[dict]:
     """Per held-out cell and method: the grid and joint accuracy of naive and of the split-half-selected
     setting at every step (None where elicit saved no grid for that step)."""
     from ..elicit.command import grid_path
 
     stats, readout = summary["stats"], summary["readout"]
+    steps = sorted(tracker)
     panels = []
     for cell, by_method in summary["leads"].items():
         choices = [(NAIVE, "")] + [(m, ls["split"].setting) for m, ls in by_method.items()
@@ -103,7 +92,7 @@ def elicitation_panels(run_dir: Path, summary: dict, steps: list[int]) -> list[d
             grids = [grid_path(run_dir, step, cell, method, setting) for step in steps]
             uris = [data_uri(g) if g.exists() else None for g in grids]
             if method == NAIVE:  # elicit reuses the tracker's naive probes: their row of the tracker's grid
-                uris = [u or tracker_row(run_dir, step, summary["spec"], cell) for u, step in zip(uris, steps)]
+                uris = [u or tracker_row(tracker[step], summary["spec"], cell) for u, step in zip(uris, steps)]
             if not any(uris):
                 continue
             panels.append({"label": f"{cell}: {method}" + (f" ({setting})" if setting else ""),
@@ -144,11 +133,11 @@ SCRIPT = """
 
 
 def explorer_section(run_dir: Path, summary: dict) -> list[str]:
-    grids = tracker_grids(run_dir)
+    grids = dict(sample_steps(run_dir))
     steps = sorted(grids)
     if not steps or summary["readout"] is None:
         return []
-    panels = elicitation_panels(run_dir, summary, steps)
+    panels = elicitation_panels(run_dir, summary, grids)
     data = {"steps": steps, "grids": [data_uri(grids[s]) for s in steps],
             "panels": [{"label": p["label"], "grids": p["grids"], "acc": p["acc"]} for p in panels]}
     spec = summary["spec"]

@@ -167,6 +167,14 @@ def sample_steps(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def labelled_frame(grid: Image.Image, step: int) -> Image.Image:
+    """A probe grid with 'step N' written above it (a frame of a GIF or strip)."""
+    frame = Image.new("RGB", (grid.width, grid.height + 16), "white")
+    frame.paste(grid, (0, 16))
+    ImageDraw.Draw(frame).text((3, 2), f"step {step}", fill="black")
+    return frame
+
+
 def samples_gif(run_dir: Path, duration_ms: int = 400) -> Path | None:
     """RUN_DIR/figures/samples.gif: the probe grids of tracker/samples/step_*.png in step order, each frame
     labelled with its step. None when the run has no sample grids."""
@@ -177,11 +185,7 @@ def samples_gif(run_dir: Path, duration_ms: int = 400) -> Path | None:
     frames = []
     for step, path in found:
         with Image.open(path) as image:
-            grid = image.convert("RGB")
-        frame = Image.new("RGB", (grid.width, grid.height + 16), "white")
-        frame.paste(grid, (0, 16))
-        ImageDraw.Draw(frame).text((3, 2), f"step {step}", fill="black")
-        frames.append(frame)
+            frames.append(labelled_frame(image.convert("RGB"), step))
     size = frames[0].size  # grids of one run share a size; guard against a stray one
     frames = [f if f.size == size else f.resize(size) for f in frames]
     out = run_dir / "figures" / "samples.gif"
