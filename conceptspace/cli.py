@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+from . import config as _config  # noqa: F401  (registers the run-dir resolver before Hydra resolves paths)
 from .errors import UserError
 
 # verb -> (module, function); hydra verbs are called as fn(cfg, out_dir), path verbs as fn(argv)

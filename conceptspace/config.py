@@ -9,6 +9,24 @@ from omegaconf import DictConfig, OmegaConf
 
 from .errors import UserError
 
+MAX_NAME_BYTES = 200  # file systems allow 255 per path component; leave room for Hydra's suffixes
+
+
+def short_dirname(name: str) -> str:
+    """A run-dir name from the overrides that fits one path component: long ones keep their first part and
+    gain a hash of the whole, so the same command still maps to the same dir (rerun = resume). The full
+    overrides are in the run dir's config.yaml and .hydra/overrides.yaml."""
+    if len(name.encode()) <= MAX_NAME_BYTES:
+        return name
+    import hashlib
+
+    digest = hashlib.sha1(name.encode()).hexdigest()[:12]
+    return name.encode()[: MAX_NAME_BYTES - 14].decode(errors="ignore") + "~" + digest
+
+
+if not OmegaConf.has_resolver("cs_dirname"):
+    OmegaConf.register_new_resolver("cs_dirname", short_dirname)
+
 
 def config_dir() -> Path:
     """`configs/` at the top of the checkout (or $CONCEPTSPACE_CONFIG_DIR)."""

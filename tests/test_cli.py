@@ -31,3 +31,16 @@ def test_bad_input_is_one_line_and_writes_nothing(run_cli, tmp_path, override, m
 def test_unknown_verb(run_cli):
     code, _, err = run_cli("paint")
     assert code == 2 and "unknown command 'paint'" in err
+
+
+def test_long_overrides_give_a_run_dir_name_that_fits_and_is_stable():
+    from conceptspace.config import MAX_NAME_BYTES, short_dirname
+
+    short = "seed=0,train.steps=10"
+    assert short_dirname(short) == short
+    long = ",".join(f"model.option_{i}=value_{i}" for i in range(20))
+    other = long.replace("value_19", "value_20")
+    assert len(short_dirname(long).encode()) <= MAX_NAME_BYTES
+    assert short_dirname(long) == short_dirname(long)  # rerun = resume: same command, same dir
+    assert short_dirname(long) != short_dirname(other)  # runs that differ late still get their own dir
+    assert short_dirname(long).startswith(long[:100])
