@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checkpoint import append_text
 from .errors import UserError
 
 KINDS = ("wandb", "none")
@@ -50,8 +51,7 @@ class RunLogger:
         return self.wandb is not None
 
     def log(self, scalars: dict, step: int) -> None:
-        with open(self.metrics, "a") as f:
-            f.write(json.dumps({"step": step, **scalars}) + "\n")
+        append_text(self.metrics, json.dumps({"step": step, **scalars}) + "\n", fault="metrics")
         if self.wandb is not None:
             self.wandb.log(scalars, step=step)
 
@@ -116,4 +116,4 @@ def truncate_jsonl(path: Path, last_step: int) -> None:
                 kept.append(line)
         except (json.JSONDecodeError, KeyError):
             continue
-    atomic_write_text(path, "".join(k + "\n" for k in kept))
+    atomic_write_text(path, "".join(k + "\n" for k in kept), fault="truncate")

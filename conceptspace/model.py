@@ -29,6 +29,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 
+from . import faults
 from .concepts import ConceptSpec
 from .cunet import CONDITIONINGS as PAPER_CONDITIONINGS
 from .cunet import PaperBackbone
@@ -193,6 +194,11 @@ class ConceptUNet(ModelMixin, ConfigMixin):
         if self.per_block:
             raise UserError("this model has per-block concept MLPs and no shared concept embedding")
         return self.concept_mlp(concepts)
+
+    def save_config(self, save_directory, push_to_hub: bool = False, **kwargs):
+        """save_pretrained writes the config first, then the weights: a fault point between the two."""
+        super().save_config(save_directory, push_to_hub=push_to_hub, **kwargs)
+        faults.point("snapshot.after_config")
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, concepts: torch.Tensor) -> torch.Tensor:
         """Noise prediction for noisy images x (B, 3, S, S) at timesteps t (B,) given concept vectors (B, dim)."""

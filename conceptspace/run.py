@@ -28,9 +28,15 @@ def snapshots_or_error(run_dir: Path, ema: bool = False) -> list[tuple[int, Path
 
 
 def load_snapshot(path: Path, device):
+    """A snapshot's network; a truncated or corrupted one is named in one line."""
     from .model import ConceptUNet
 
-    return ConceptUNet.from_pretrained(path, low_cpu_mem_usage=False).to(device)
+    try:
+        return ConceptUNet.from_pretrained(path, low_cpu_mem_usage=False).to(device)
+    except Exception as e:  # noqa: BLE001: unparsable config.json, truncated safetensors, missing keys
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise UserError(f"snapshot {path}: cannot be read ({type(e).__name__}: {reason}); remove that folder "
+                        "(the run's other snapshots stay usable)") from None
 
 
 def device_from(name: str | None) -> torch.device:

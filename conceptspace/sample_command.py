@@ -19,6 +19,7 @@ import json
 import re
 from pathlib import Path
 
+from .checkpoint import atomic_output
 from .errors import UserError
 from .prompt import parse_prompt, parse_vector
 from .run import device_from, load_run_config, snapshots_or_error
@@ -177,7 +178,8 @@ def run(args, run_cfg, spec, cell, vector, steps, overrides, prompt_words) -> in
         grid = make_grid(images, nrow=min(args.n, 8), padding=1, pad_value=1.0)
         out_dir.mkdir(exist_ok=True)
         target = out_dir / f"{name}_{tag}_step{step:06d}.png"
-        save_image(grid, target)
+        with atomic_output(target) as tmp:
+            save_image(grid, tmp)
         written.append(target)
         grids.append((step, grid))
         if cell is None:
@@ -212,8 +214,10 @@ def strip_and_gif(grids, out_dir: Path, stem: str) -> list[Path]:
         strip.paste(f, (x, 0))
         x += f.width
     png, gif = out_dir / f"{stem}.png", out_dir / f"{stem}.gif"  # stems hold dots (offset=0.25)
-    strip.save(png)
-    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=400, loop=0)
+    with atomic_output(png) as tmp:
+        strip.save(tmp)
+    with atomic_output(gif) as tmp:
+        frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=400, loop=0)
     return [png, gif]
 
 

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
-from . import distributed
+from . import disk, distributed, provenance
 from .concepts import ConceptSpec
 from .data import build_source
 from .devices import resolve_device, use_bf16
@@ -62,27 +62,27 @@ def train(cfg, out_dir: Path) -> dict:
     ema = make_ema(model, tc.ema) if tc.ema.enabled else None
     snapshots = snapshot_steps_of(tc)
     autocast = use_bf16(tc.precision, device, cfg.diffusion.name)
-    if world.is_main:
-        write_run_files(run_dir, cfg, spec)
 
     # ---- resume --------------------------------------------------------------------------------------
+    if world.is_main:
+        for p in ckpt.recover(run_dir):  # what a kill inside a write left behind
+            print(f"removed the leftover of an interrupted write: {p}")
     step, run_id = 0, None
     state = ckpt.load_checkpoint(run_dir, device)
     if state is not None:
-        model.load_state_dict(state["model"])
-        if learned_schedule:
-            process.load_state_dict(state["process"])
-        optimizer.load_state_dict(state["optimizer"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
+        restore(state, model, process if learned_schedule else None, optimizer, ema, run_dir)
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         step, run_id = state["step"], state["wandb_run_id"]
         if world.is_main:
-            for f in ("metrics.jsonl", "tracker/rows.jsonl"):
-                truncate_jsonl(run_dir / f, step)
             print(f"resuming {run_dir} at step {step}/{tc.steps}")
+    if world.is_main:  # lines past the checkpoint (all of them, when a kill came before the first) go
+        for f in ("metrics.jsonl", "tracker/rows.jsonl"):
+            truncate_jsonl(run_dir / f, step)
+    if world.is_main:
+        write_run_files(run_dir, cfg, spec)
+        provenance.record(run_dir, device, autocast)
     if step >= tc.steps:
         print(f"{run_dir} is complete ({step} steps); nothing to do")
         distributed.shutdown(world)
@@ -97,6 +97,8 @@ def train(cfg, out_dir: Path) -> dict:
     if main:
         print(f"model: {count_parameters(model) / 1e6:.2f}M parameters; device {device}; bf16 {autocast}; "
               f"ranks {world.size}")
+        print(disk.describe(disk.estimate(cfg, count_parameters(model), len(spec.cells)), run_dir))
+    kept = disk.kept_steps(tc)
 
     # ---- loop ----------------------------------------------------------------------------------------
     if main:
@@ -135,7 +137,7 @@ def train(cfg, out_dir: Path) -> dict:
                             "steps_per_s": rate, **process.scalars()}, step)
                 bar.set_postfix(loss=f"{global_loss.item():.4f}")
             if step in snapshots:
-                snapshot(model, ema, process, tracker, logger, run_dir, step, cfg)
+                snapshot(model, ema, process, tracker, logger, run_dir, step, cfg, keep_weights=step in kept)
             if step % tc.checkpoint_every == 0 or step == tc.steps:
                 ckpt.save_checkpoint(run_dir, {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -145,9 +147,12 @@ def train(cfg, out_dir: Path) -> dict:
                     "wandb_run_id": logger.run_id,
                 })
                 ckpt.write_status(run_dir, "running", step, tc.steps)
-    except TrainingDiverged as e:
+    except UserError as e:  # diverged, or out of disk: the last good checkpoint is kept
         if main:
-            ckpt.write_status(run_dir, "failed", step, tc.steps, str(e))
+            try:
+                ckpt.write_status(run_dir, "failed", step, tc.steps, str(e))
+            except UserError:  # no space even for the status line
+                pass
         raise
     finally:
         bar.close()
@@ -158,14 +163,16 @@ def train(cfg, out_dir: Path) -> dict:
     return {"step": step, "run_dir": str(run_dir), "loss": global_loss.item()}
 
 
-def snapshot(model, ema, process, tracker, logger, run_dir, step, cfg):
-    """Save the raw weights (and EMA weights, and a learned noise schedule), then track the weights the
-    tracker is set to read."""
-    process.save_state(ckpt.save_snapshot(model, run_dir, step))
+def snapshot(model, ema, process, tracker, logger, run_dir, step, cfg, keep_weights: bool = True):
+    """Save the raw weights (and EMA weights, and a learned noise schedule) when train.snapshots.keep keeps
+    this step's, then track the weights the tracker is set to read."""
+    if keep_weights:
+        ckpt.save_snapshot(model, run_dir, step, extra=process.save_state)
     tracked = model
     if ema is not None:
         ema_model = ema_copy(model, ema)
-        process.save_state(ckpt.save_snapshot(ema_model, run_dir, step, ema=True))
+        if keep_weights:
+            ckpt.save_snapshot(ema_model, run_dir, step, ema=True, extra=process.save_state)
         tracked = ema_model if cfg.tracker.weights == "ema" else model
     if tracker is None:
         return
@@ -268,10 +275,25 @@ def ema_copy(model, ema):
     return shadow
 
 
+def restore(state: dict, model, process, optimizer, ema, run_dir: Path) -> None:
+    """Load a checkpoint's state; one written under another model or optimiser config is one line."""
+    try:
+        model.load_state_dict(state["model"])
+        if process is not None:
+            process.load_state_dict(state["process"])
+        optimizer.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise UserError(f"{run_dir / ckpt.CHECKPOINT}: written under a different config ({reason}); pass the "
+                        "run's own settings (its config.yaml), or remove the checkpoint to restart") from None
+
+
 def write_run_files(run_dir: Path, cfg, spec: ConceptSpec) -> None:
     """The resolved config and the ConceptSpec, next to everything the run writes."""
-    ckpt.atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    ckpt.atomic_write_text(run_dir / "concept_spec.json", json.dumps(spec.to_dict(), indent=1))
+    ckpt.atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True), fault="run_files")
+    ckpt.atomic_write_text(run_dir / "concept_spec.json", json.dumps(spec.to_dict(), indent=1), fault="run_files")
 
 
 def check(cfg) -> None:
@@ -291,7 +313,7 @@ def check(cfg) -> None:
     for key in ("cfg_dropout",):
         if not 0 <= tc[key] < 1:
             raise UserError(f"train.{key}: got {tc[key]!r}; allowed: a number in [0, 1)")
-    snapshot_steps_of(tc)
+    disk.kept_steps(tc)
     check_diffusion(cfg.diffusion)
     check_logger(cfg.logger)
     if cfg.model.preset is None:

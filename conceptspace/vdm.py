@@ -111,7 +111,11 @@ class VDMProcess(nn.Module):
         path = Path(folder) / STATE_FILE
         if not path.exists():
             raise UserError(f"snapshot {folder} has no {STATE_FILE}; it was not trained with diffusion=vdm")
-        state = json.loads(path.read_text())
+        try:
+            state = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise UserError(f"snapshot {folder}: {STATE_FILE} does not parse; remove that folder (the run's other "
+                            "snapshots stay usable)") from None
         with torch.no_grad():
             self.b.fill_(state["b"])
             self.w.fill_(state["w"])

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 from pathlib import Path
 
+from ..checkpoint import atomic_write_text
 from ..errors import UserError
 from . import claim_figures, claims, conditions, figures, sweep_figures
 from .html import Raw, esc, img_tag, page, table, time_cell
@@ -70,10 +72,11 @@ def run_record(run_dir: Path, sweep_dir: Path) -> dict:
 
 def write_csv(records: list[dict], path: Path) -> Path:
     columns = list(dict.fromkeys(k for r in records for k in r if not k.startswith("_")))
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, columns)
-        writer.writeheader()
-        writer.writerows([{k: r.get(k) for k in columns} for r in records])
+    table = io.StringIO()
+    writer = csv.DictWriter(table, columns)
+    writer.writeheader()
+    writer.writerows([{k: r.get(k) for k in columns} for r in records])
+    atomic_write_text(path, table.getvalue())
     return path
 
 
@@ -179,7 +182,7 @@ def aggregate(sweep_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
         lines = verdict_lines(result, conds)
         paths["conditions"] = write_csv(condition_rows(conds), out_dir / "conditions.csv")
         paths["claims"] = out_dir / "claims.json"
-        paths["claims"].write_text(json.dumps({"verdicts": lines, **result}, indent=1, default=jsonable))
+        atomic_write_text(paths["claims"], json.dumps({"verdicts": lines, **result}, indent=1, default=jsonable))
         body += ["<h2>Verdicts</h2><ul>" + "".join(f"<li>{esc(x)}</li>" for x in lines) + "</ul>"]
         for name, make in [("hidden_capability", lambda: sweep_figures.hidden_capability_figure(conds)),
                            ("trajectories", lambda: sweep_figures.condition_trajectories_figure(conds)),
@@ -198,7 +201,7 @@ def aggregate(sweep_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
                         for r in unfinished])]
     body += ["<h2>All runs</h2><p>Censored learning times read '&gt; last snapshot'.</p>", records_table(records)]
     paths["html"] = out_dir / "sweep.html"
-    paths["html"].write_text(page(f"conceptspace sweep: {sweep_dir.name}", body))
+    atomic_write_text(paths["html"], page(f"conceptspace sweep: {sweep_dir.name}", body))
     return paths
 
 

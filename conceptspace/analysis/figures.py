@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
+from ..checkpoint import atomic_output  # noqa: E402
 from .curves import SIGMA, gaussian_smooth  # noqa: E402
 from .stats import NAIVE, NULL  # noqa: E402
 from .times import HEADLINE, RULES  # noqa: E402
@@ -189,8 +190,8 @@ def samples_gif(run_dir: Path, duration_ms: int = 400) -> Path | None:
     size = frames[0].size  # grids of one run share a size; guard against a stray one
     frames = [f if f.size == size else f.resize(size) for f in frames]
     out = run_dir / "figures" / "samples.gif"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frames[0].save(out, save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
+    with atomic_output(out) as tmp:
+        frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
     return out
 
 
@@ -203,7 +204,7 @@ def figure_to_uint8(fig) -> np.ndarray:
 
 def save_figure(fig, path: Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..checkpoint import atomic_write_text
 from ..errors import UserError
 from ..tracker.rows import read_rows
 from . import figures, sweep_figures
@@ -307,7 +308,7 @@ def build_report(run_dir: Path) -> Path:
         "<h2>Config</h2>", f"<pre>{esc(config_text)}</pre>",
     ]
     out = run_dir / "report.html"
-    out.write_text(page(f"conceptspace report: {summary['name'] or run_dir.name}", body))
+    atomic_write_text(out, page(f"conceptspace report: {summary['name'] or run_dir.name}", body))
     return out
 
 

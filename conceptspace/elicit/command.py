@@ -14,6 +14,7 @@ import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from ..checkpoint import atomic_output
 from ..config import config_dir
 from ..errors import UserError
 from ..run import device_from, load_run_config, load_snapshot, snapshots_or_error
@@ -146,5 +147,5 @@ def save_grid(tracker, step: int, s, probes: ProbeSet, images) -> None:
         return
     cell = tracker.spec.cell_name(probes.probes[0].cell)
     path = grid_path(tracker.run_dir, step, cell, s.method, s.setting)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(make_grid(images[keep], nrow=len(keep), padding=1, pad_value=1.0), path)
+    with atomic_output(path) as tmp:
+        save_image(make_grid(images[keep], nrow=len(keep), padding=1, pad_value=1.0), tmp)

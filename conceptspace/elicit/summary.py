@@ -6,12 +6,14 @@ uses by default)."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
 from ..analysis.curves import wilson, wilson_half_width
 from ..analysis.rundir import summarise_run
 from ..analysis.stats import JOINT
+from ..checkpoint import atomic_write_text
 
 
 def summarise(run_dir: Path, spec, targets, ecfg) -> dict:
@@ -22,16 +24,16 @@ def summarise(run_dir: Path, spec, targets, ecfg) -> dict:
     out = Path(run_dir) / "elicit"
     out.mkdir(exist_ok=True)
     names = {spec.cell_name(c) for c in targets}
-    with open(out / "elicitation.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["step", "cell", "method", "setting", "n", "no_object", *[f"acc_{c}" for c in spec.names],
-                    "acc_joint", "joint_lo", "joint_hi"])
-        for st in sorted(stats, key=lambda s: (s.step, s.cell, s.method, s.setting)):
-            if st.readout == readout and st.cell in names:
-                lo, hi = wilson(st.correct[JOINT], st.n)
-                w.writerow([st.step, st.cell, st.method, st.setting, st.n, st.no_object,
-                            *[f"{st.accuracy[c]:.4f}" for c in spec.names], f"{st.joint:.4f}", f"{lo:.4f}",
-                            f"{hi:.4f}"])
+    table = io.StringIO()
+    w = csv.writer(table)
+    w.writerow(["step", "cell", "method", "setting", "n", "no_object", *[f"acc_{c}" for c in spec.names],
+                "acc_joint", "joint_lo", "joint_hi"])
+    for st in sorted(stats, key=lambda s: (s.step, s.cell, s.method, s.setting)):
+        if st.readout == readout and st.cell in names:
+            lo, hi = wilson(st.correct[JOINT], st.n)
+            w.writerow([st.step, st.cell, st.method, st.setting, st.n, st.no_object,
+                        *[f"{st.accuracy[c]:.4f}" for c in spec.names], f"{st.joint:.4f}", f"{lo:.4f}", f"{hi:.4f}"])
+    atomic_write_text(out / "elicitation.csv", table.getvalue())
     leads = {f"{cell}/{m}": {est: x.to_dict() for est, x in ls.items()}
              for cell, by_method in run["leads"].items() if cell in names for m, ls in by_method.items()}
     selected = {f"{cell}/{m}": ls["split"].setting for cell, by_method in run["leads"].items() if cell in names
@@ -42,7 +44,7 @@ def summarise(run_dir: Path, spec, targets, ecfg) -> dict:
     summary = {"readout": readout, "rule": "paper (smoothed joint accuracy ≥ 0.8, σ = 2 snapshots)",
                "probes_per_half": per_half, "half_width_at_0.8": round(wilson_half_width(0.8, per_half), 3)
                if per_half else None, "lead": leads, "selected": selected}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
     return summary
 
 

@@ -30,10 +30,11 @@ DEFAULTS = {"found": True}  # for rows from before a field existed
 
 
 def append_rows(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        for r in rows:
-            f.write(json.dumps({k: r[k] if k in r else DEFAULTS[k] for k in FIELDS}) + "\n")
+    from ..checkpoint import append_text
+
+    if rows:
+        append_text(path, "".join(json.dumps({k: r[k] if k in r else DEFAULTS[k] for k in FIELDS}) + "\n"
+                                  for r in rows), fault="rows")
 
 
 def read_rows(path: Path) -> list[dict]:

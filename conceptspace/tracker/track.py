@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torchvision.utils import make_grid, save_image
 
+from ..checkpoint import atomic_output
 from ..sampling import sample
 from .probes import ProbeSet
 from .rows import append_rows
@@ -62,7 +63,8 @@ class Tracker:
         if write and self.run_dir is not None:
             append_rows(self.rows_path, rows)
             if method == "naive" and save_grid:
-                save_image(self.grid(images), self.run_dir / "tracker" / "samples" / f"step_{step:06d}.png")
+                with atomic_output(self.run_dir / "tracker" / "samples" / f"step_{step:06d}.png", "grid") as tmp:
+                    save_image(self.grid(images), tmp)
         return rows, images
 
     def grid(self, images: torch.Tensor) -> torch.Tensor:

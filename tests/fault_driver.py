@@ -1,0 +1,72 @@
+"""Run by test_faults.py in its own process: kill a tiny training run at every write point in turn and
+rerun it after each kill, plus an uninterrupted run beside it.
+
+Each attempt runs in a forked child that ends with os._exit at the fault point (a real process exit, no
+cleanup, no exception handling), so the driver only composes configs and forks: it never starts torch's
+thread pool itself, which keeps the children fork-safe. Prints one JSON line: the exit code per attempt.
+
+    python -m tests.fault_driver ddpm|vdm OUT_DIR
+"""
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from conceptspace import faults
+from tests.helpers import fast_cfg
+
+# (point, n-th time in that process): every point, in an order in which each one is reached. Snapshots at
+# steps 2, 5, 10; logs at 3, 6, 9, 10; checkpoints at 4, 8, 10: no two coincide except the last step.
+CHAIN = [
+    ("run_files.before_rename", 1), ("status.before_rename", 1), ("snapshot.after_config", 1),
+    ("snapshot.after_weights", 1), ("snapshot.before_rename", 1), ("rows.mid_append", 1),
+    ("grid.before_rename", 1), ("metrics.mid_append", 1), ("checkpoint.before_fsync", 1),
+    ("checkpoint.before_rename", 1),
+    ("rows.mid_append", 2),             # step 5, after the first checkpoint (step 4): torn rows past it
+    ("truncate.before_rename", 1),      # the resume at step 4 cuts the rows and logs of steps 5+
+    ("snapshot.after_config", 1),       # step 5 again: over a complete snapshot of the same step
+    ("metrics.mid_append", 2),          # step 9, after the checkpoint at 8: a torn line past it
+    ("checkpoint.before_rename", 1),    # the final checkpoint (step 10)
+]
+FORMULATIONS = {
+    "ddpm": ["train.ema.enabled=true", "train.cfg_dropout=0.2"],
+    "vdm": ["diffusion=vdm", "model.concept_conditioning=per_block", "train.lr=1e-3", "train.grad_clip=0.01"],
+}
+
+
+def config(formulation: str):
+    return fast_cfg(*FORMULATIONS[formulation], "train.log_every=3", "train.batch_size=4", steps=10, snapshots=3,
+                    checkpoint_every=4, tracker=True)
+
+
+def in_child(fn) -> int:
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            fn()
+        except BaseException:  # noqa: BLE001: reported through the exit code
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def main(formulation: str, out: Path) -> None:
+    from conceptspace.train import train
+
+    cfg = config(formulation)
+    codes = {"straight": in_child(lambda: train(cfg, out / "straight"))}
+    for i, (point, nth) in enumerate(CHAIN):
+        os.environ[faults.VARIABLE] = f"{point}@{nth}"
+        codes[f"{i}:{point}@{nth}"] = in_child(lambda: train(cfg, out / "killed"))
+    os.environ.pop(faults.VARIABLE)
+    codes["final"] = in_child(lambda: train(cfg, out / "killed"))
+    print(json.dumps(codes))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], Path(sys.argv[2]))
