@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pickle
 import re
 import shutil
 from contextlib import contextmanager
@@ -192,8 +193,11 @@ def load_checkpoint(run_dir: Path, device) -> dict | None:
         return None
     try:
         return torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:  # noqa: BLE001: truncated, corrupted, or holding objects beyond plain state
-        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+    except pickle.UnpicklingError:
+        raise UserError(f"{path}: cannot be loaded safely (it holds objects beyond tensors and plain containers, "
+                        "which weights_only loading refuses); remove it to restart the run from step 0") from None
+    except Exception as e:  # noqa: BLE001: truncated or corrupted
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:100]
         raise UserError(f"{path}: cannot be loaded safely ({type(e).__name__}: {reason}); remove it to restart "
                         "the run from step 0") from None
 

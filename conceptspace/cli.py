@@ -54,10 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"conceptspace {verb}: error: {e}", file=sys.stderr)
         return 2
-    except SystemExit as e:  # argparse's --help: usage printed, exit 0
-        if e.code in (0, None):
-            return 0
-        raise
+    except SystemExit as e:  # argparse's --help (0); a hydra task's one-line error (2, already printed)
+        return e.code if isinstance(e.code, int) else 0 if e.code is None else 1
 
 
 def _run_hydra(verb: str, rest: list[str]) -> int:
@@ -80,7 +78,15 @@ def _run_hydra(verb: str, rest: list[str]) -> int:
 
         return dry_run(verb, overrides, multirun="-m" in rest or "--multirun" in rest)
     # Check everything before Hydra creates a run dir: bad input writes nothing.
-    validate(verb, compose(overrides))
+    cfg = compose(overrides)
+    validate(verb, cfg)
+    if verb == "train" and ("-m" in rest or "--multirun" in rest):
+        from pathlib import Path
+
+        from .disk import describe, estimate_cfg
+        from .dryrun import expand_jobs
+
+        print(describe(estimate_cfg(cfg), Path("multirun"), jobs=len(expand_jobs(overrides))))
     fn = _load(HYDRA_VERBS[verb])
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")

@@ -52,6 +52,15 @@ def estimate(cfg, n_params: int, n_cells: int) -> dict:
     return {"bytes": sum(parts.values()), "parts": parts, "kept": n_kept, "snapshots": n_snap}
 
 
+def estimate_cfg(cfg) -> dict:
+    """`estimate` for a composed config (builds its model once to count parameters)."""
+    from .dryrun import _spec
+    from .model import build_model, count_parameters
+
+    spec = _spec(cfg)
+    return estimate(cfg, count_parameters(build_model(cfg.model, spec, cfg.data.image_size)), len(spec.cells))
+
+
 def describe(est: dict, folder: Path, jobs: int = 1) -> str:
     """One line: the run's (or jobs x run's) expected disk use, and a warning when the folder's file
     system has less free space."""

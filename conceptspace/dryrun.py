@@ -8,7 +8,9 @@ basic sweeper does."""
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
+from . import disk
 from .config import compose
 from .errors import UserError
 
@@ -33,6 +35,7 @@ def dry_run(verb: str, overrides: list[str], multirun: bool) -> int:
     if verb != "train":
         raise UserError(f"--dry-run: supported for 'train'; got {verb!r}")
     jobs = expand_jobs(overrides) if multirun else [overrides]
+    total = 0
     sizes: dict[str, int] = {}  # one model build per distinct model config (sweeps share theirs)
     for i, job in enumerate(jobs):
         cfg = compose(job)
@@ -45,9 +48,12 @@ def dry_run(verb: str, overrides: list[str], multirun: bool) -> int:
         if key not in sizes:
             sizes[key] = count_parameters(build_model(cfg.model, spec, cfg.data.image_size))
         params = sizes[key]
+        est = disk.estimate(cfg, params, len(spec.cells))
+        total += est["bytes"]
         print(f"job {i}: ok  {' '.join(job) or '(defaults)'}  [{cfg.model.preset}, {params / 1e6:.2f}M params, "
-              f"{cfg.diffusion.name}, {cfg.train.steps} steps]")
-    print(f"dry run: {len(jobs)} job{'s' if len(jobs) != 1 else ''} validated, nothing written")
+              f"{cfg.diffusion.name}, {cfg.train.steps} steps, disk ~{disk.human(est['bytes'])}]")
+    print(f"dry run: {len(jobs)} job{'s' if len(jobs) != 1 else ''} validated, nothing written; disk for all: "
+          f"about {disk.human(total)} (free: {disk.human(disk.free_bytes(Path('.')) or 0)})")
     return 0
 
 

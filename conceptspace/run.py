@@ -23,7 +23,8 @@ def snapshots_or_error(run_dir: Path, ema: bool = False) -> list[tuple[int, Path
     found = list_snapshots(run_dir, ema)
     if not found:
         kind = "EMA snapshots (train.ema.enabled)" if ema else "snapshots"
-        raise UserError(f"RUN_DIR: {run_dir} has no {kind} under snapshots/")
+        raise UserError(f"RUN_DIR: {run_dir} has no {kind} under snapshots/ (complete ones; a run trained with "
+                        "train.snapshots.keep=none keeps only train.snapshots.keep_steps)")
     return found
 
 
@@ -34,7 +35,7 @@ def load_snapshot(path: Path, device):
     try:
         return ConceptUNet.from_pretrained(path, low_cpu_mem_usage=False).to(device)
     except Exception as e:  # noqa: BLE001: unparsable config.json, truncated safetensors, missing keys
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:100]
         raise UserError(f"snapshot {path}: cannot be read ({type(e).__name__}: {reason}); remove that folder "
                         "(the run's other snapshots stay usable)") from None
 

@@ -19,7 +19,7 @@ import json
 import re
 from pathlib import Path
 
-from .checkpoint import atomic_output
+from .checkpoint import atomic_output, recover
 from .errors import UserError
 from .prompt import parse_prompt, parse_vector
 from .run import device_from, load_run_config, snapshots_or_error
@@ -130,6 +130,7 @@ def main(argv: list[str]) -> int:
             raise UserError("PROMPT: missing; e.g. conceptspace sample RUN_DIR \"small blue circle\" (or --vector)")
         fixed = [run_cfg.data.shape] if run_cfg.data.source == "shapes" and "shape" not in spec.names else []
         cell = parse_prompt(spec, " ".join(prompt_words), fixed)
+    recover(args.run_dir)  # the leftovers of a killed earlier call
     steps = choose_steps(snapshots_or_error(args.run_dir, ema=args.weights == "ema"), args.step)
     return run(args, run_cfg, spec, cell, vector, steps, elicit_overrides(overrides), prompt_words)
 
@@ -163,11 +164,7 @@ def run(args, run_cfg, spec, cell, vector, steps, overrides, prompt_words) -> in
     out_dir = Path(args.run_dir) / "samples"
     grids, written = [], []
     for step, path in steps:
-        try:
-            model = load_snapshot(path, device)
-        except Exception as e:  # a truncated safetensors file, a config.json that does not parse
-            first = (str(e).splitlines() or [""])[0][:120]
-            raise UserError(f"snapshot {path} does not load ({type(e).__name__}: {first})") from None
+        model = load_snapshot(path, device)  # a corrupted snapshot: one line naming it
         tracker.process.load_state(path)
         if setting is not None:
             check_sites(ecfg, model)

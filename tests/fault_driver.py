@@ -5,7 +5,8 @@ Each attempt runs in a forked child that ends with os._exit at the fault point (
 cleanup, no exception handling), so the driver only composes configs and forks: it never starts torch's
 thread pool itself, which keeps the children fork-safe. Prints one JSON line: the exit code per attempt.
 
-    python -m tests.fault_driver ddpm|vdm OUT_DIR
+    python -m tests.fault_driver ddpm|vdm OUT_DIR     training, killed at every write point
+    python -m tests.fault_driver verbs OUT_DIR        elicit, report and sample, killed at their writes
 """
 
 import json
@@ -47,6 +48,8 @@ def in_child(fn) -> int:
         code = 0
         try:
             fn()
+        except SystemExit as e:
+            code = e.code or 0
         except BaseException:  # noqa: BLE001: reported through the exit code
             traceback.print_exc()
             code = 1
@@ -55,7 +58,43 @@ def in_child(fn) -> int:
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 
 
+# (verb arguments after RUN_DIR, points to kill at in turn): each verb's every kind of write
+VERBS = {
+    "elicit": (["n_probes=4", "methods=[naive,overprompt]", "overprompt.offsets=[0.25,0.45]"],
+               [("rows.mid_append", 1), ("output.before_rename", 1), ("output.before_rename", 3)]),
+    "report": ([], [("output.before_rename", 1), ("output.before_rename", 2)]),
+    "sample": (["small blue", "--step", "all", "--n", "2"], [("output.before_rename", 1), ("output.before_rename", 4)]),
+}
+
+
+def verbs(out: Path) -> dict:
+    """A trained run copied twice: in one, each verb runs once; in the other, it is killed at each point
+    in turn and rerun."""
+    import shutil
+
+    from conceptspace.cli import main as cli
+    from conceptspace.train import train
+
+    codes = {"train": in_child(lambda: train(config("ddpm"), out / "run"))}
+    for name in ("straight", "killed"):
+        shutil.copytree(out / "run", out / name)
+    for verb, (args, points) in VERBS.items():
+        def call(where: str, argv=(verb, *args)):
+            return in_child(lambda: sys.exit(cli([argv[0], str(out / where), *argv[1:]])))
+
+        codes[f"{verb}:straight"] = call("straight")
+        for point, nth in points:
+            os.environ[faults.VARIABLE] = f"{point}@{nth}"
+            codes[f"{verb}:{point}@{nth}"] = call("killed")
+        os.environ.pop(faults.VARIABLE)
+        codes[f"{verb}:final"] = call("killed")
+    return codes
+
+
 def main(formulation: str, out: Path) -> None:
+    if formulation == "verbs":
+        print(json.dumps(verbs(out)))
+        return
     from conceptspace.train import train
 
     cfg = config(formulation)

@@ -68,3 +68,19 @@ def test_a_kill_at_every_write_point_then_rerun_equals_an_uninterrupted_run(form
     assert len(ckpt.list_snapshots(killed)) == 3
     if formulation == "vdm":
         assert (killed / "snapshots" / "step_000010" / "vdm_schedule.json").is_file()
+
+
+def test_elicit_report_and_sample_killed_at_their_writes_then_rerun_equal_one_uninterrupted_call(tmp_path):
+    from tests.fault_driver import VERBS
+
+    assert {p for _, points in VERBS.values() for p, _ in points} == {"rows.mid_append", "output.before_rename"}
+    codes = drive("verbs", tmp_path)
+    assert all(v == 0 for k, v in codes.items() if k == "train" or k.endswith((":straight", ":final"))), codes
+    assert all(v == faults.EXIT_CODE for k, v in codes.items() if "@" in k), codes  # every kill landed
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert not [p for p in killed.rglob("*") if ckpt.is_temporary(p)]
+    a, b = files(straight), files(killed)
+    rows = "tracker/rows.jsonl"  # elicit's rows: the same set (a rerun may append them in another order)
+    assert sorted(a.pop(rows).splitlines()) == sorted(b.pop(rows).splitlines())
+    assert a.keys() == b.keys()  # every grid, figure, table, page and sample strip is there...
+    assert a == b  # ...and equal to the uninterrupted call's

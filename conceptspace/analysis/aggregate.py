@@ -16,6 +16,7 @@ import io
 import json
 from pathlib import Path
 
+from .. import provenance
 from ..checkpoint import atomic_write_text
 from ..errors import UserError
 from . import claim_figures, claims, conditions, figures, sweep_figures
@@ -124,7 +125,8 @@ def sweep_claims(summaries: list[dict], conds: list[dict]) -> dict:
 
 def condition_label(c: dict) -> str:
     deltas = ", ".join(f"Δ{k} {v}" for k, v in c["deltas"].items() if v is not None)
-    return f"{c['name']} ({deltas}; {c['n_seeds']} seed{'s' if c['n_seeds'] != 1 else ''})"
+    code = f"; code {c['code']}" if c.get("code") else ""
+    return f"{c['name']} ({deltas}; {c['n_seeds']} seed{'s' if c['n_seeds'] != 1 else ''}{code})"
 
 
 def verdict_lines(result: dict, conds: list[dict]) -> list[str]:
@@ -155,7 +157,7 @@ def rho(v) -> str:
     return "n/a" if v is None else f"{v:+.2f}"
 
 
-def aggregate(sweep_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
+def aggregate(sweep_dir: Path, out_dir: Path | None = None, allow_mixed: bool = False) -> dict[str, Path]:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise UserError(f"sweep dir {sweep_dir} does not exist")
@@ -170,8 +172,15 @@ def aggregate(sweep_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     unfinished = [r for r in records if r not in finished]
     summaries = [r["_summary"] for r in finished]
     conds = []
-    for group in conditions.group_conditions(summaries):
-        conds.append({**conditions.summarise_condition(group), "runs": group})
+    versions = {s["run_dir"]: provenance.run_code_version(Path(s["run_dir"])) for s in summaries}
+    mixed = len(set(versions.values())) > 1
+    if mixed:
+        print(f"note: runs come from {len(set(versions.values()))} code versions "
+              f"({', '.join(sorted(set(versions.values())))}); "
+              + ("pooled (--allow-mixed)" if allow_mixed else "conditions keep them apart (--allow-mixed pools them)"))
+    for group in conditions.group_conditions(summaries, None if allow_mixed else versions):
+        code = versions[group[0]["run_dir"]] if mixed and not allow_mixed else None
+        conds.append({**conditions.summarise_condition(group), "runs": group, "code": code})
     body = [f"<p>{len(records)} runs under {esc(sweep_dir)}: {len(finished)} finished with rows (used below) in "
             f"{len(conds)} conditions, {len(unfinished)} not (listed at the end, excluded). Learning times: "
             f"the {HEADLINE} rule (first snapshot where the σ = 2-smoothed accuracy reaches "
@@ -233,9 +242,11 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="conceptspace aggregate", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path)
     parser.add_argument("--out", type=Path, default=None, help="output folder (default SWEEP_DIR/aggregate)")
+    parser.add_argument("--allow-mixed", action="store_true",
+                        help="pool seeds trained by different code versions into one condition")
     from ..tracker.offline import parse
 
     args = parse(parser, argv)
-    paths = aggregate(args.sweep_dir, args.out)
+    paths = aggregate(args.sweep_dir, args.out, allow_mixed=args.allow_mixed)
     print("\n".join(f"wrote {p}" for p in paths.values()))
     return 0

@@ -18,11 +18,13 @@ def condition_key(config: dict) -> str:
     return json.dumps({k: v for k, v in config.items() if k not in NOT_CONDITION}, sort_keys=True, default=str)
 
 
-def group_conditions(summaries: list[dict]) -> list[list[dict]]:
-    """Summaries grouped by condition (their configs without seed/device/logger), in first-seen order."""
+def group_conditions(summaries: list[dict], code_versions: dict[str, str] | None = None) -> list[list[dict]]:
+    """Summaries grouped by condition (their configs without seed/device/logger), in first-seen order; with
+    `code_versions` ({run_dir: version}), runs of different code versions are different conditions."""
     groups: dict[str, list[dict]] = defaultdict(list)
     for s in summaries:
-        groups[condition_key(s["config"])].append(s)
+        version = (code_versions or {}).get(s["run_dir"], "")
+        groups[condition_key(s["config"]) + version].append(s)
     return list(groups.values())
 
 

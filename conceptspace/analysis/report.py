@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..checkpoint import atomic_write_text
+from .. import provenance
+from ..checkpoint import atomic_write_text, recover
 from ..errors import UserError
 from ..tracker.rows import read_rows
 from . import figures, sweep_figures
@@ -252,6 +253,7 @@ def build_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run dir {run_dir} does not exist")
+    recover(run_dir)  # the leftovers of a killed earlier call
     rows = read_rows(run_dir / "tracker" / "rows.jsonl")
     if not rows:
         raise UserError(f"{run_dir}: no tracker rows (tracker/rows.jsonl is missing or empty); "
@@ -305,11 +307,21 @@ def build_report(run_dir: Path) -> Path:
         leads_table(summary),
         "<h2>No-object fraction</h2>", no_object_table(summary),
         "<h2>Readout agreement</h2>", agreement_text(rows, spec),
+        "<h2>Provenance</h2>", provenance_table(run_dir),
         "<h2>Config</h2>", f"<pre>{esc(config_text)}</pre>",
     ]
     out = run_dir / "report.html"
     atomic_write_text(out, page(f"conceptspace report: {summary['name'] or run_dir.name}", body))
     return out
+
+
+def provenance_table(run_dir: Path):
+    """Code version, libraries, machine, precision and command of every start of the run (a resume adds one)."""
+    sessions = provenance.read(run_dir)
+    if not sessions:
+        return Raw("<p>none recorded (a run written before provenance.json existed)</p>")
+    keys = ["code", "torch", "diffusers", "python", "device", "precision", "machine", "command"]
+    return table(["start", *keys], [[i + 1, *[s.get(k, "") for k in keys]] for i, s in enumerate(sessions)])
 
 
 def main(argv: list[str]) -> int:

@@ -14,7 +14,7 @@ import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ..checkpoint import atomic_output
+from ..checkpoint import atomic_output, recover
 from ..config import config_dir
 from ..errors import UserError
 from ..run import device_from, load_run_config, load_snapshot, snapshots_or_error
@@ -70,6 +70,7 @@ def main(argv: list[str]) -> int:
         print("cfg: skipped (the model was trained without train.cfg_dropout, so it has no null concept)")
     settings = {cell: settings_for(ecfg, spec, cell, trained_with_cfg) for cell in targets}
     device = device_from(args.device or run_cfg.device)
+    recover(args.run_dir)  # the leftovers of a killed earlier call
     tracker = open_tracker(run_cfg, args.run_dir, device)
     done = {row_key(r["step"], r["cell"], r["method"], r["setting"], r["probe"], r["readout"])
             for r in read_rows(tracker.rows_path)}
@@ -83,7 +84,10 @@ def main(argv: list[str]) -> int:
                 probes = ProbeSet.build(spec, ecfg.n_probes, run_cfg.tracker.seed, cells=[cell], stream=s.stream)
                 keys = {p.index: [row_key(step, name, s.method, s.setting, p.index, ro) for ro in readouts]
                         for p in probes.probes}
-                todo = probes.select(lambda p, keys=keys, done=done: any(k not in done for k in keys[p.index]))
+                grid_missing = s.method != "naive" and not grid_path(  # naive: the tracker's grid shows it
+                    args.run_dir, step, name, s.method, s.setting).exists()
+                todo = probes.select(lambda p, keys=keys, done=done, g=grid_missing: any(
+                    k not in done for k in keys[p.index]) or (g and p.index < GRID_PROBES))
                 if todo.probes:
                     jobs.append((s, todo))
         if not jobs:
@@ -138,12 +142,12 @@ def grid_path(run_dir: Path, step: int, cell: str, method: str, setting: str) ->
 
 
 def save_grid(tracker, step: int, s, probes: ProbeSet, images) -> None:
-    """The first probes of a setting as one row, when this call sampled them (a rerun adding probes 32..63
-    leaves the grid of an earlier call as it is)."""
+    """The first probes of a setting as one row, when this call sampled all of them (a rerun adding probes
+    32..63 leaves the grid of an earlier call as it is; a missing grid has its probes resampled)."""
     from torchvision.utils import make_grid, save_image
 
     keep = [i for i, pr in enumerate(probes.probes) if pr.index < GRID_PROBES]
-    if len(keep) < min(GRID_PROBES, len(probes.probes)) or not keep:
+    if not keep or {probes.probes[i].index for i in keep} != set(range(len(keep))):
         return
     cell = tracker.spec.cell_name(probes.probes[0].cell)
     path = grid_path(tracker.run_dir, step, cell, s.method, s.setting)
