@@ -55,13 +55,46 @@ def test_sampler_is_deterministic_per_sample_seed_and_batch_independent():
     assert not torch.allclose(a[0], a[1])
 
 
+class NullShifted(torch.nn.Module):
+    """`model` with its output for the null concept (an all-zeros vector) shifted, and every call recorded:
+    an unconditional pass then changes the samples wherever it is used."""
+
+    def __init__(self, model, shift=0.3):
+        super().__init__()
+        self.model, self.shift, self.calls = model, shift, []
+        self.config = model.config
+
+    def forward(self, x, t, v):
+        null = (v == 0).all(-1)
+        self.calls.append(null.tolist())
+        return self.model(x, t, v) + self.shift * null.view(-1, 1, 1, 1)
+
+
+class HandGuided(torch.nn.Module):
+    """ε_null + w (ε − ε_null) with the null = zeros, computed here: what guidance at scale w must give."""
+
+    def __init__(self, model, w):
+        super().__init__()
+        self.model, self.w, self.config = model, w, model.config
+
+    def forward(self, x, t, v):
+        eps, eps_null = self.model(x, t, v).float(), self.model(x, t, torch.zeros_like(v)).float()
+        return eps_null + self.w * (eps - eps_null)
+
+
 def test_cfg_scale_one_is_the_conditional_model_exactly():
+    """w = 1 never runs the unconditional pass (a shifted null output changes nothing), and w = 3 is the
+    CFG formula against the zero null. Breaks if the w = 1 shortcut goes, or the formula or the null change."""
     model, process = tiny_model()
+    wrapped = NullShifted(model)
     v = SPEC.encode(["blue-small"] * 2)
-    assert torch.equal(sample(model, process, v, [1, 2], steps=3),
-                       sample(model, process, v, [1, 2], steps=3, guidance_scale=1.0))
-    assert not torch.equal(sample(model, process, v, [1, 2], steps=3),
-                           sample(model, process, v, [1, 2], steps=3, guidance_scale=3.0))
+    plain = sample(model, process, v, [1, 2], steps=3)
+    assert torch.equal(sample(wrapped, process, v, [1, 2], steps=3, guidance_scale=1.0), plain)
+    assert wrapped.calls == [[False, False]] * 3  # one conditional call per step, never the null
+    guided = sample(wrapped, process, v, [1, 2], steps=3, guidance_scale=3.0)
+    assert [True, True] in wrapped.calls
+    assert torch.equal(guided, sample(HandGuided(NullShifted(model), 3.0), process, v, [1, 2], steps=3))
+    assert not torch.allclose(guided, plain, atol=1e-3)
 
 
 def test_ddpm_sampler_uses_per_sample_noise():

@@ -90,14 +90,25 @@ def test_per_block_concept_mlps_condition_every_block_and_round_trip(tmp_path):
     assert torch.equal(model(x, t, SPEC.encode(["red-large"] * 2)), loaded(x, t, SPEC.encode(["red-large"] * 2)))
 
 
-def test_paper_vdm_stack_trains_and_resumes(tmp_path):
+def test_paper_vdm_stack_trains_and_resumes(tmp_path, monkeypatch):
+    """The paper's stack (VDM, per-block concept MLPs, grad_clip 0.01, EMA), killed and rerun, ends equal to
+    an uninterrupted run: network, EMA shadow and the learned schedule (breaks if any is not restored)."""
     from conceptspace.config import compose
 
     assert compose(["experiment=paper_vdm"]).model.concept_conditioning == "per_block"
     cfg = fast_cfg(*VDM, "model.concept_conditioning=per_block", "train.grad_clip=0.01", "train.ema.enabled=true",
                    steps=4, checkpoint_every=2)
-    train(cfg, tmp_path)
-    assert final_state(tmp_path)["step"] == 4
+    a, b, killed_at = straight_and_resumed(cfg, tmp_path, monkeypatch, kill_at=3)
+    assert killed_at == 2 and a["step"] == b["step"] == 4
+    assert a["model"].keys() == b["model"].keys()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert any(k.startswith("block_mlps.") for k in a["model"])
+    shadow_a, shadow_b = a["ema"]["shadow_params"], b["ema"]["shadow_params"]
+    assert len(shadow_a) == len(shadow_b) and all(torch.equal(x, y) for x, y in zip(shadow_a, shadow_b))
+    assert a["ema"]["optimization_step"] == b["ema"]["optimization_step"] == 4
+    assert a["process"].keys() == b["process"].keys() == {"b", "w"}
+    assert all(torch.equal(a["process"][k], b["process"][k]) for k in ("b", "w"))
+    assert a["process"]["b"].item() != -5.0  # the schedule did train
 
 
 def test_last_step_noise_variance_keeps_fp32_precision_at_low_gamma():
