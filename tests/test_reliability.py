@@ -237,3 +237,19 @@ def test_fault_points_are_off_unless_asked_and_an_unknown_point_is_refused(monke
     monkeypatch.setenv(faults.VARIABLE, "checkpoint.before_renam")
     with pytest.raises(ValueError, match="unknown point"):
         faults.point("checkpoint.before_rename")
+
+
+def test_an_append_after_a_torn_line_keeps_every_new_line(tmp_path):
+    """A kill mid-append leaves a line without its newline; without cutting it, the next append's first
+    line is glued onto it and lost to every reader."""
+    from conceptspace.tracker.rows import append_rows, read_rows
+
+    path = tmp_path / "rows.jsonl"
+    row = {"step": 1, "cell": "blue-small", "held_out": True, "probe": 0, "seed": 0, "readout": "analytic",
+           "method": "naive", "setting": "", "p": {}, "coords": {}, "target": {}, "found": True}
+    append_rows(path, [row])
+    with open(path, "a") as f:
+        f.write('{"step": 2, "cell": "blue-sm')  # torn by a kill
+    append_rows(path, [{**row, "probe": 1}, {**row, "probe": 2}])
+    assert [r["probe"] for r in read_rows(path)] == [0, 1, 2]
+    assert path.read_text().endswith("\n") and path.read_text().count("\n") == 3
