@@ -58,8 +58,8 @@ def choose_steps(found: list[tuple[int, Path]], wanted: str) -> list[tuple[int, 
     chosen = [(s, p) for s, p in found if s == step]
     if not chosen:
         nearest = sorted((s for s, _ in found), key=lambda s: abs(s - step))[:3]
-        raise UserError(f"--step: {step} was not saved; nearest saved steps: {sorted(nearest)} (to keep a "
-                        "step's weights under train.snapshots.keep=tracked|none, name it in train.snapshots.keep_steps)")
+        raise UserError(f"--step: {step} was not saved; nearest saved steps: {sorted(nearest)} (to keep a step's "
+                        "weights under train.snapshots.keep=tracked|none, name it in train.snapshots.keep_steps)")
     return chosen
 
 

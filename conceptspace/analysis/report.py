@@ -320,8 +320,11 @@ def provenance_table(run_dir: Path):
     sessions = provenance.read(run_dir)
     if not sessions:
         return Raw("<p>none recorded (a run written before provenance.json existed)</p>")
-    keys = ["code", "torch", "diffusers", "python", "device", "precision", "machine", "command"]
-    return table(["start", *keys], [[i + 1, *[s.get(k, "") for k in keys]] for i, s in enumerate(sessions)])
+    keys = ["code", "torch", "diffusers", "python", "device", "precision", "machine"]
+    return table(["start", *keys, "command"], [
+        [i + 1, *[s.get(k, "") for k in keys],
+         Raw(f'<code style="display:block;text-align:left">{esc(s.get("command", ""))}</code>')]
+        for i, s in enumerate(sessions)])
 
 
 def main(argv: list[str]) -> int:
