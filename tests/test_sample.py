@@ -111,5 +111,5 @@ def test_runs_without_snapshots_and_broken_snapshots_are_named(run_cli, tmp_path
     weights = next((broken / "snapshots" / "step_000004").glob("*.safetensors"))
     weights.write_bytes(weights.read_bytes()[:100])
     code, _, err = run_cli("sample", str(broken), "blue small", "--step", "4")
-    assert code == 2 and "step_000004 does not load" in err and err.count("\n") == 1
+    assert code == 2 and "step_000004: cannot be read" in err and err.count("\n") == 1
     assert not (broken / "samples").exists() or not list((broken / "samples").glob("*step000004*"))

@@ -319,7 +319,7 @@ def provenance_table(run_dir: Path):
     """Code version, libraries, machine, precision and command of every start of the run (a resume adds one)."""
     sessions = provenance.read(run_dir)
     if not sessions:
-        return Raw("<p>none recorded (a run written before provenance.json existed)</p>")
+        return "<p>none recorded (a run written before provenance.json existed)</p>"
     keys = ["code", "torch", "diffusers", "python", "device", "precision", "machine"]
     return table(["start", *keys, "command"], [
         [i + 1, *[s.get(k, "") for k in keys],
