@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from . import faults
-from .errors import UserError
+from .errors import UserError, first_line
 
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -197,9 +197,8 @@ def load_checkpoint(run_dir: Path, device) -> dict | None:
         raise UserError(f"{path}: cannot be loaded safely (it holds objects beyond tensors and plain containers, "
                         "which weights_only loading refuses); remove it to restart the run from step 0") from None
     except Exception as e:  # noqa: BLE001: truncated or corrupted
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:100]
-        raise UserError(f"{path}: cannot be loaded safely ({type(e).__name__}: {reason}); remove it to restart "
-                        "the run from step 0") from None
+        raise UserError(f"{path}: cannot be loaded safely ({type(e).__name__}: {first_line(e, 100)}); remove it "
+                        "to restart the run from step 0") from None
 
 
 def write_status(run_dir: Path, state: str, step: int, total: int, error: str | None = None) -> None:

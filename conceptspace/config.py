@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import UserError
+from .errors import UserError, first_line
 
 MAX_NAME_BYTES = 200  # file systems allow 255 per path component; leave room for Hydra's suffixes
 
@@ -53,7 +53,7 @@ def compose(overrides: list[str] = (), return_hydra_config: bool = False) -> Dic
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except HydraException as e:
-        raise UserError(f"bad override: {_first_line(e)}") from None
+        raise UserError(f"bad override: {first_line(e)}") from None
     firsts = []
     for o in parsed:
         if o.is_sweep_override():
@@ -72,7 +72,7 @@ def compose(overrides: list[str] = (), return_hydra_config: bool = False) -> Dic
 
 
 def _explain(error, parsed) -> str:
-    msg = _first_line(error)
+    msg = first_line(error)
     for o in parsed:
         key = o.get_key_element().lstrip("+~")
         group = key.split("@")[0]
@@ -83,10 +83,6 @@ def _explain(error, parsed) -> str:
         return f"unknown config key {bad or msg!r} (prefix it with '+' only to add a new key on purpose)"
     return msg
 
-
-def _first_line(e: Exception) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return lines[0] if lines else type(e).__name__
 
 
 def to_container(cfg: DictConfig) -> dict:

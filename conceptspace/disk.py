@@ -54,10 +54,10 @@ def estimate(cfg, n_params: int, n_cells: int) -> dict:
 
 def estimate_cfg(cfg) -> dict:
     """`estimate` for a composed config (builds its model once to count parameters)."""
-    from .dryrun import _spec
+    from .dryrun import spec_of_config
     from .model import build_model, count_parameters
 
-    spec = _spec(cfg)
+    spec = spec_of_config(cfg)
     return estimate(cfg, count_parameters(build_model(cfg.model, spec, cfg.data.image_size)), len(spec.cells))
 
 

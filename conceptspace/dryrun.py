@@ -43,7 +43,7 @@ def dry_run(verb: str, overrides: list[str], multirun: bool) -> int:
             validate(verb, cfg)
         except UserError as e:
             raise UserError(f"job {i} ({' '.join(job)}): {e}") from None
-        spec = _spec(cfg)
+        spec = spec_of_config(cfg)
         key = f"{cfg.model}|{cfg.data.image_size}|{spec.dim}"
         if key not in sizes:
             sizes[key] = count_parameters(build_model(cfg.model, spec, cfg.data.image_size))
@@ -57,7 +57,8 @@ def dry_run(verb: str, overrides: list[str], multirun: bool) -> int:
     return 0
 
 
-def _spec(cfg):
+def spec_of_config(cfg):
+    """The ConceptSpec a composed config trains on, without rendering or loading any data."""
     if cfg.data.source == "shapes":
         from synthetic_shapes import ShapesConfig
 

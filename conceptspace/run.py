@@ -8,7 +8,7 @@ import torch
 from omegaconf import OmegaConf
 
 from .checkpoint import list_snapshots
-from .errors import UserError
+from .errors import UserError, first_line
 
 
 def load_run_config(run_dir: Path):
@@ -35,9 +35,8 @@ def load_snapshot(path: Path, device):
     try:
         return ConceptUNet.from_pretrained(path, low_cpu_mem_usage=False).to(device)
     except Exception as e:  # noqa: BLE001: unparsable config.json, truncated safetensors, missing keys
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:100]
-        raise UserError(f"snapshot {path}: cannot be read ({type(e).__name__}: {reason}); remove that folder "
-                        "(the run's other snapshots stay usable)") from None
+        raise UserError(f"snapshot {path}: cannot be read ({type(e).__name__}: {first_line(e, 100)}); remove "
+                        "that folder (the run's other snapshots stay usable)") from None
 
 
 def device_from(name: str | None) -> torch.device:

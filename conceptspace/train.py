@@ -25,7 +25,7 @@ from .data import build_source
 from .devices import resolve_device, use_bf16
 from .diffusion import build_process
 from .diffusion import check_any as check_diffusion
-from .errors import UserError
+from .errors import UserError, first_line
 from .logger import NullLogger, RunLogger, truncate_jsonl
 from .logger import check as check_logger
 from .model import build_model, count_parameters
@@ -285,9 +285,8 @@ def restore(state: dict, model, process, optimizer, ema, run_dir: Path) -> None:
         if ema is not None:
             ema.load_state_dict(state["ema"])
     except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as e:
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise UserError(f"{run_dir / ckpt.CHECKPOINT}: written under a different config ({reason}); pass the "
-                        "run's own settings (its config.yaml), or remove the checkpoint to restart") from None
+        raise UserError(f"{run_dir / ckpt.CHECKPOINT}: written under a different config ({first_line(e, 160)}); "
+                        "pass the run's own settings (its config.yaml), or remove the checkpoint to restart") from None
 
 
 def write_run_files(run_dir: Path, cfg, spec: ConceptSpec) -> None:
