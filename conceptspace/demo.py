@@ -23,9 +23,10 @@ def run(*argv: str) -> None:
 def main() -> None:
     run("render", "hydra.run.dir=runs/demo_render")
     run("train", "experiment=demo")  # run dir: runs/demo (rerunning resumes / finds it complete)
-    # the tracker's 8 probes (reused for naive), 2 of the paper's 5 prompts, 2 null settings: cheap on 2 cores
-    run("elicit", RUN_DIR, "n_probes=8", "null.settings=2", "overprompt.offsets=[0.25,0.45]",
-        "intervention.alphas=[1.0,2.0]")
+    # 16 probes per half (the tracker's 16 reused for naive); the paper's three bluest prompts and a null
+    # control of as many settings; one latent-intervention setting: about 2 min on 2 cores
+    run("elicit", RUN_DIR, "n_probes=32", "null.settings=3", "overprompt.offsets=[0.25,0.35,0.45]",
+        "intervention.alphas=[1.0]")
     run("report", RUN_DIR)
     print(f"\nopen {RUN_DIR}/report.html")
 

@@ -40,10 +40,13 @@ def session(device, bf16: bool) -> dict:
     import diffusers
     import torch
 
+    from .devices import native_bf16
+
     return {"code": code_version(), "python": platform.python_version(), "torch": torch.__version__,
             "diffusers": diffusers.__version__, "machine": f"{platform.node()} ({platform.machine()}, "
             f"{_cpu_name()}, {torch.get_num_threads()} threads)", "device": str(device),
-            "precision": "bf16 autocast" if bf16 else "fp32", "command": " ".join(sys.argv)}
+            "precision": "bf16 autocast" if bf16 else "fp32",
+            "native_bf16": native_bf16(torch.device(device)), "command": " ".join(sys.argv)}
 
 
 def record(run_dir: Path, device, bf16: bool) -> dict:

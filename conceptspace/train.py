@@ -22,7 +22,7 @@ from . import checkpoint as ckpt
 from . import disk, distributed, provenance
 from .concepts import ConceptSpec
 from .data import build_source
-from .devices import resolve_device, use_bf16
+from .devices import precision_note, resolve_device, use_bf16
 from .diffusion import build_process
 from .diffusion import check_any as check_diffusion
 from .errors import UserError, first_line
@@ -62,6 +62,8 @@ def train(cfg, out_dir: Path) -> dict:
     ema = make_ema(model, tc.ema) if tc.ema.enabled else None
     snapshots = snapshot_steps_of(tc)
     autocast = use_bf16(tc.precision, device, cfg.diffusion.name)
+    if world.is_main and (note := precision_note(tc.precision, device)):
+        print(note)
 
     # ---- resume --------------------------------------------------------------------------------------
     if world.is_main:

@@ -253,3 +253,21 @@ def test_an_append_after_a_torn_line_keeps_every_new_line(tmp_path):
     append_rows(path, [{**row, "probe": 1}, {**row, "probe": 2}])
     assert [r["probe"] for r in read_rows(path)] == [0, 1, 2]
     assert path.read_text().endswith("\n") and path.read_text().count("\n") == 3
+
+
+def test_archived_rows_read_from_gzip_when_the_plain_file_is_absent(tmp_path):
+    """docs/results/ keeps runs as rows.jsonl.gz; every reader (report, aggregate) goes through read_rows."""
+    import gzip
+
+    from conceptspace.tracker.rows import append_rows, read_rows
+
+    row = {"step": 1, "cell": "blue-small", "held_out": True, "probe": 0, "seed": 0, "readout": "analytic",
+           "method": "naive", "setting": "", "p": {}, "coords": {}, "target": {}, "found": True}
+    plain = tmp_path / "rows.jsonl"
+    append_rows(plain, [row, {**row, "probe": 1}])
+    (tmp_path / "rows.jsonl.gz").write_bytes(gzip.compress(plain.read_bytes()))
+    expected = read_rows(plain)
+    plain.unlink()
+    assert read_rows(plain) == expected and len(expected) == 2
+    (tmp_path / "rows.jsonl.gz").unlink()
+    assert read_rows(plain) == []

@@ -126,9 +126,26 @@ def test_last_step_noise_variance_keeps_fp32_precision_at_low_gamma():
     assert out.std().item() == pytest.approx(expected_std, rel=0.02)
 
 
-def test_precision_auto_keeps_the_vdm_in_fp32_on_a_gpu():
-    from conceptspace.devices import use_bf16
+@pytest.mark.parametrize("native", [True, False])
+def test_precision_auto_keeps_the_vdm_in_fp32_and_needs_native_bf16(monkeypatch, native):
+    from conceptspace import devices
+    from conceptspace.devices import precision_note, use_bf16
 
+    monkeypatch.setattr(devices, "native_bf16", lambda device: native)
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    assert use_bf16("auto", cuda, "ddpm") and not use_bf16("auto", cuda, "vdm")
+    assert use_bf16("auto", cuda, "ddpm") == native and not use_bf16("auto", cuda, "vdm")
     assert not use_bf16("auto", cpu, "ddpm") and use_bf16("bf16", cpu, "vdm") and not use_bf16("fp32", cuda, "ddpm")
+    # the line that says what the hardware could do, or that an explicit bf16 is emulated here
+    assert ("would be faster" in (precision_note("auto", cpu) or "")) == native
+    assert ("emulated" in (precision_note("bf16", cpu) or "")) == (not native)
+    assert precision_note("fp32", cpu) is None and precision_note("bf16", cuda) is None
+
+
+def test_native_bf16_reads_the_cpu_feature_probe(monkeypatch):
+    from conceptspace.devices import native_bf16
+
+    caps = {"amx_bf16": False, "avx512_bf16": False}
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: caps)
+    assert not native_bf16(torch.device("cpu"))
+    caps["avx512_bf16"] = True
+    assert native_bf16(torch.device("cpu"))

@@ -21,6 +21,7 @@ Rows written before `found` existed lack it; `read_rows` (and `append_rows`) fil
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -38,11 +39,13 @@ def append_rows(path: Path, rows: list[dict]) -> None:
 
 
 def read_rows(path: Path) -> list[dict]:
+    """The rows at `path`, or at `path`.gz (archived runs, e.g. docs/results/laptop/) when only that exists."""
     path = Path(path)
-    if not path.exists():
+    packed = path.with_name(path.name + ".gz")
+    if not path.exists() and not packed.exists():
         return []
     rows = []
-    with open(path) as f:
+    with (open(path) if path.exists() else gzip.open(packed, "rt")) as f:
         for line in f:
             line = line.strip()
             if line:
