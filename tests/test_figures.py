@@ -217,6 +217,7 @@ def test_report_says_what_the_run_shows(runs):
     first = headline(summary)[0]
     assert first.split(";")[0] in page
     assert page.index("What this run shows") < page.index("<img")
+    assert page.index("Hidden capability") < page.index("Concept space")  # the first screen shows the phenomenon
     assert "Elicitation leads" in page and "split-half" in page and "max over settings" in page
     assert "Wilson ± at 0.8" in page and "probes / half" in page and "offset=" in page
     assert "null control" in page and "consistent with 0" in page
@@ -233,3 +234,35 @@ def test_report_cli_help_and_errors(run_cli, tmp_path):
     assert code == 2 and err.count("\n") == 1 and "usage" in err
     code, _, err = run_cli("report", str(tmp_path / "missing"))
     assert code == 2 and err.count("\n") == 1 and "does not exist" in err
+
+
+def test_naive_vs_elicited_samples_show_the_step_of_the_largest_gain(runs):
+    """The report's first-screen picture: the held-out cell's naive probe row (its row of the tracker grid)
+    above the split-chosen over-prompt's grid (elicit/samples/), at the snapshot where the smoothed joint
+    accuracy of the over-prompt beats naive prompting most."""
+    from conceptspace.analysis import run_figures
+    from conceptspace.analysis.curves import curve
+    from conceptspace.elicit.command import grid_path
+
+    run_dir, summary = runs["full"]
+    setting = summary["leads"]["blue-small"]["overprompt"]["split"].setting
+    blue = np.zeros((17, 8 * 17 + 1, 3), np.uint8)
+    blue[..., 2] = 200
+    for step in STEPS:
+        path = grid_path(run_dir, step, "blue-small", "overprompt", setting)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(blue).save(path)
+    step, method, rows = run_figures.contrast_rows(run_dir, summary, "blue-small")
+    stats, readout = summary["stats"], summary["readout"]
+    naive = curve(stats, "blue-small", readout=readout).smoothed()[0]
+    elicited = curve(stats, "blue-small", readout=readout, method="overprompt", setting=setting).smoothed()[0]
+    assert method == "overprompt" and step == STEPS[int(np.argmax(elicited - naive))]
+    assert [label.split(":")[0] for label, _ in rows] == ["naive prompt", f"overprompt {setting} (chosen on the even probes)"]
+    with Image.open(run_dir / "tracker" / "samples" / f"step_{step:06d}.png") as grid:
+        tracker = np.asarray(grid.convert("RGB"))
+    held_row = [summary["spec"].cell_name(c) for c in summary["spec"].cells].index("blue-small")
+    pitch = tracker.shape[0] // 4
+    assert np.array_equal(rows[0][1], tracker[held_row * pitch:(held_row + 1) * pitch])
+    assert np.array_equal(rows[1][1], blue)
+    assert "where overprompt beats naive" in run_figures.contrast_figure(run_dir, summary, "blue-small").get_suptitle()
+    assert run_figures.contrast_figure(runs["naive"][0], runs["naive"][1], "blue-small") is None

@@ -231,6 +231,9 @@ def run_figures(run_dir: Path, summary: dict) -> dict[str, Path]:
             cond = summarise_condition([summary]) | {"runs": [summary]}
             paths["hidden_capability"] = figures.save_figure(sweep_figures.hidden_capability_figure([cond]),
                                                              out / "hidden_capability.png")
+        contrast = run_plots.contrast_figure(run_dir, summary, held[0])
+        if contrast is not None:
+            paths["contrast"] = figures.save_figure(contrast, out / "naive_vs_elicited.png")
     marks = {"training converged": star}
     for cell in held:
         marks[f"turn of {cell}"] = summary["turn"].get(cell)
@@ -273,20 +276,22 @@ def build_report(run_dir: Path) -> Path:
         f"{esc(summary['seed'])}; readout <b>{esc(readout)}</b>"
         + (f"<br>error: {esc(status['error'])}" if status.get("error") else "") + "</p>",
         "<h2>What this run shows</h2><ul>" + "".join(f"<li>{item}</li>" for item in findings(summary)) + "</ul>",
-        *explorer_section(run_dir, summary),
-        "<h2>Concept space</h2>", img_tag(paths["trajectory"], "trajectory"),
     ]
+    if "hidden_capability" in paths:  # the first screen: the paper's panel and the samples behind it
+        body += ["<h2>Hidden capability (the paper's panel, one seed)</h2>",
+                 img_tag(paths["hidden_capability"], "hidden capability")]
+    if "contrast" in paths:
+        body += [img_tag(paths["contrast"], "naive vs elicited samples")]
+    body += ["<h2>Concept space</h2>", img_tag(paths["trajectory"], "trajectory")]
     if "elicitation" in paths:
         body += ["<h2>Elicitation</h2><p>Left: naive prompting and each method at the setting chosen on the even "
                  "probes, scored on the odd probes (bands: 95% Wilson intervals of the smoothed counts), and faint "
                  "dashed the paper's max over settings per snapshot. Right: over-prompting per prompt.</p>",
                  img_tag(paths["elicitation"], "elicitation")]
-    if "hidden_capability" in paths:
-        body += ["<h2>Hidden capability (the paper's panel, one seed)</h2>",
-                 img_tag(paths["hidden_capability"], "hidden capability")]
     if "samples" in paths:
         body += ["<h2>Probe samples</h2>", img_tag(paths["samples"], "probe samples"),
                  "<p>Every snapshot, animated: <code>figures/samples.gif</code> beside this page.</p>"]
+    body += explorer_section(run_dir, summary)
     body += [
         "<h2>Learning times</h2><p>Naive prompting of each held-out cell, per series (a concept, or joint = every "
         f"concept right). {esc(RULE_TEXT['paper'])}; {esc(RULE_TEXT['notebook'])}. Accuracy smoothed along "

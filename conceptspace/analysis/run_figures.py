@@ -321,3 +321,72 @@ def write_run_figures(run_dir: Path, stats, spec, *, readout, convergence_step=N
     if gif is not None:
         paths["samples"] = gif
     return paths
+
+
+# ---- one run: naive vs elicited samples ----------------------------------------------------------------------
+def contrast_step(summary: dict, cell: str, method: str, setting: str) -> int | None:
+    """The snapshot where the method's setting beats naive prompting most (smoothed joint accuracy, all
+    probes: a picture, not a score), among snapshots that both have rows."""
+    stats, readout = summary["stats"], summary["readout"]
+    naive = curve(stats, cell, JOINT, readout=readout)
+    elicited = curve(stats, cell, JOINT, readout=readout, method=method, setting=setting)
+    steps = sorted(set(naive.steps.tolist()) & set(elicited.steps.tolist()))
+    if not steps:
+        return None
+    n, e = (dict(zip(c.steps.tolist(), c.smoothed()[0])) for c in (naive, elicited))
+    return max(steps, key=lambda s: e[s] - n[s])
+
+
+def contrast_rows(run_dir: Path, summary: dict, cell: str) -> tuple[int, str, list[tuple[str, np.ndarray]]] | None:
+    """(step, [(label, image row)]): the held-out cell's naive probe row (the tracker's grid) and each
+    elicitation method's split-chosen setting (elicit/samples/), same noise seeds, at the step where
+    over-prompting (else the first method) beats naive prompting most. None without the grids."""
+    from ..elicit.command import grid_path
+
+    chosen = {m: ls["split"].setting for m, ls in summary["leads"].get(cell, {}).items()
+              if m != NULL and ls.get("split") is not None and ls["split"].setting is not None}
+    if not chosen:
+        return None
+    lead_method = "overprompt" if "overprompt" in chosen else next(iter(chosen))
+    step = contrast_step(summary, cell, lead_method, chosen[lead_method])
+    naive_grid = dict(sample_steps(run_dir)).get(step)
+    if step is None or naive_grid is None:
+        return None
+    spec, stats, readout = summary["spec"], summary["stats"], summary["readout"]
+    with Image.open(naive_grid) as image:
+        grid = np.asarray(image.convert("RGB"))
+    cells = [spec.cell_name(c) for c in spec.cells]
+    pitch = grid.shape[0] // len(cells)
+    i = cells.index(cell)
+
+    def accuracy(method=NAIVE, setting=""):
+        s = analysis.select(stats, readout=readout, method=method, setting=setting, cell=cell)
+        s = [x for x in s if x.step == step]
+        return f"{s[0].successes(JOINT) / s[0].n:.2f} of {s[0].n}" if s else "n/a"
+
+    rows = [(f"naive prompt: joint accuracy {accuracy()}", grid[i * pitch:(i + 1) * pitch])]
+    for method, setting in sorted(chosen.items(), key=lambda ms: ms[0] != lead_method):
+        path = grid_path(run_dir, step, cell, method, setting)
+        if path.exists():
+            with Image.open(path) as image:
+                rows.append((f"{method} {setting} (chosen on the even probes): joint accuracy "
+                             f"{accuracy(method, setting)}", np.asarray(image.convert("RGB"))))
+    return step, lead_method, rows
+
+
+def contrast_figure(run_dir: Path, summary: dict, cell: str):
+    """Probe rows of naive prompting vs each elicitation method, one above the other. None without grids."""
+    found = contrast_rows(run_dir, summary, cell)
+    if found is None or len(found[1]) < 2:
+        return None
+    step, lead_method, rows = found
+    width = max(r.shape[1] for _, r in rows)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(9.0, len(rows) * (9.0 * rows[0][1].shape[0] / width + 0.4)
+                                                     + 0.6), squeeze=False, layout="constrained")
+    for ax, (label, image) in zip(axes[:, 0], rows):
+        ax.imshow(image, interpolation="nearest")
+        ax.set_title(label, fontsize=9, loc="left")
+        ax.set_axis_off()
+    fig.suptitle(f"{cell} at step {step:,}, where {lead_method} beats naive prompting most (smoothed): the "
+                 "first probes of each, the same noise seed in each column", fontsize=10)
+    return fig
