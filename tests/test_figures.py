@@ -257,7 +257,8 @@ def test_naive_vs_elicited_samples_show_the_step_of_the_largest_gain(runs):
     naive = curve(stats, "blue-small", readout=readout).smoothed()[0]
     elicited = curve(stats, "blue-small", readout=readout, method="overprompt", setting=setting).smoothed()[0]
     assert method == "overprompt" and step == STEPS[int(np.argmax(elicited - naive))]
-    assert [label.split(":")[0] for label, _ in rows] == ["naive prompt", f"overprompt {setting} (chosen on the even probes)"]
+    labels = [label.split(":")[0] for label, _ in rows]
+    assert labels == ["naive prompt", f"overprompt {setting} (chosen on the even probes)"]
     with Image.open(run_dir / "tracker" / "samples" / f"step_{step:06d}.png") as grid:
         tracker = np.asarray(grid.convert("RGB"))
     held_row = [summary["spec"].cell_name(c) for c in summary["spec"].cells].index("blue-small")
