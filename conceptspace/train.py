@@ -95,6 +95,9 @@ def train(cfg, out_dir: Path) -> dict:
     tracker = build_tracker(cfg, spec, process, run_dir, device, autocast) if cfg.tracker.enabled and main \
         else None
     net = distributed.wrap(model, world, device)
+    if tc.compile.enabled:  # the training step only; snapshots and checkpoints keep the plain module's names
+        net = torch.compile(net, mode=None if tc.compile.mode == "default" else tc.compile.mode,
+                            backend=tc.compile.backend, dynamic=False)
     shard = world.shard if world.size > 1 else None
     if main:
         print(f"model: {count_parameters(model) / 1e6:.2f}M parameters; device {device}; bf16 {autocast}; "
@@ -309,6 +312,10 @@ def check(cfg) -> None:
             raise UserError(f"train.{key}: got {tc[key]!r}; allowed: a number > 0" + (" or = 0" if key != "lr" else ""))
     if tc.precision not in ("auto", "fp32", "bf16"):
         raise UserError(f"train.precision: got {tc.precision!r}; allowed: ['auto', 'fp32', 'bf16']")
+    allowed = {"mode": ["default", "reduce-overhead", "max-autotune"], "backend": ["inductor", "aot_eager"]}
+    for key, values in allowed.items():
+        if tc.compile[key] not in values:
+            raise UserError(f"train.compile.{key}: got {tc.compile[key]!r}; allowed: {values}")
     if tc.grad_clip is not None and (not isinstance(tc.grad_clip, (int, float)) or tc.grad_clip <= 0):
         raise UserError(f"train.grad_clip: got {tc.grad_clip!r}; allowed: a number > 0 or null")
     for key in ("cfg_dropout",):

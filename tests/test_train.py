@@ -170,6 +170,7 @@ def test_a_kill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, monke
     ("diffusion.sampler=euler", "diffusion.sampler: got 'euler'; allowed: ['ddim', 'ddpm']"),
     ("train.concept_dropout={colour: 0.5}", "train.concept_dropout: unknown concept 'colour'"),
     ("tracker.weights=ema", "tracker.weights"), ("train.snapshots.start=0", "train.snapshots.start"),
+    ("train.compile.mode=fast", "train.compile.mode: got 'fast'; allowed: ['default', 'reduce-overhead'"),
 ])
 def test_bad_training_settings(override, message):
     with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
@@ -211,3 +212,16 @@ def test_wandb_offline_logging_and_resume_keeps_the_run_id(tmp_path, monkeypatch
     code, _, err = run_cli("elicit", str(tmp_path / "run"), "methods=[naive,overprompt]", "overprompt.offsets=[0.25]",
                            "n_probes=2")
     assert code == 0, err  # the elicitation plot and table go to the same W&B run
+
+
+def test_a_compiled_training_step_trains_like_eager(tmp_path):
+    """train.compile wraps the training step's network in torch.compile (aot_eager here: the graph capture
+    and autograd rewrite without code generation, so the test is quick); the weights match eager to fp32
+    tolerance and snapshots keep the plain module's parameter names."""
+    eager, compiled = tmp_path / "eager", tmp_path / "compiled"
+    train(fast_cfg(steps=3, checkpoint_every=3), eager)
+    train(fast_cfg("train.compile.enabled=true", "train.compile.backend=aot_eager", steps=3, checkpoint_every=3),
+          compiled)
+    a, b = final_state(eager)["model"], final_state(compiled)["model"]
+    assert a.keys() == b.keys() and not any("_orig_mod" in k for k in b)
+    assert all(torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4) for k in a)
