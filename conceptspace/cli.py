@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 0
     verb, rest = argv[0], argv[1:]
+    from .devices import configure_threads
+
+    configure_threads()
     try:
         if verb in HYDRA_VERBS:
             return _run_hydra(verb, rest)

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from .errors import UserError
+
+
+def configure_threads() -> int:
+    """Intra-op threads = the cores this process may run on (its affinity mask, which a container or
+    `taskset` narrows, where torch's default counts the machine's physical cores); an explicit
+    OMP_NUM_THREADS wins. Returns the thread count."""
+    if "OMP_NUM_THREADS" not in os.environ and hasattr(os, "sched_getaffinity"):
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+    return torch.get_num_threads()
 
 
 def resolve_device(name: str) -> torch.device:

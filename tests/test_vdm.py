@@ -139,13 +139,3 @@ def test_precision_auto_keeps_the_vdm_in_fp32_and_needs_native_bf16(monkeypatch,
     assert ("would be faster" in (precision_note("auto", cpu) or "")) == native
     assert ("emulated" in (precision_note("bf16", cpu) or "")) == (not native)
     assert precision_note("fp32", cpu) is None and precision_note("bf16", cuda) is None
-
-
-def test_native_bf16_reads_the_cpu_feature_probe(monkeypatch):
-    from conceptspace.devices import native_bf16
-
-    caps = {"amx_bf16": False, "avx512_bf16": False}
-    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: caps)
-    assert not native_bf16(torch.device("cpu"))
-    caps["avx512_bf16"] = True
-    assert native_bf16(torch.device("cpu"))
