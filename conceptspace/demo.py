@@ -9,6 +9,9 @@ import time
 from .cli import main as cli
 
 RUN_DIR = "runs/demo"
+# 16 probes per half (the tracker's 16 reused for naive); the paper's three bluest prompts and a null control
+# of as many settings; one latent-intervention setting: about 2 min on 2 cores. The laptop F3 sweep uses the same.
+ELICIT = ("n_probes=32", "null.settings=3", "overprompt.offsets=[0.25,0.35,0.45]", "intervention.alphas=[1.0]")
 
 
 def run(*argv: str) -> None:
@@ -23,10 +26,7 @@ def run(*argv: str) -> None:
 def main() -> None:
     run("render", "hydra.run.dir=runs/demo_render")
     run("train", "experiment=demo")  # run dir: runs/demo (rerunning resumes / finds it complete)
-    # 16 probes per half (the tracker's 16 reused for naive); the paper's three bluest prompts and a null
-    # control of as many settings; one latent-intervention setting: about 2 min on 2 cores
-    run("elicit", RUN_DIR, "n_probes=32", "null.settings=3", "overprompt.offsets=[0.25,0.35,0.45]",
-        "intervention.alphas=[1.0]")
+    run("elicit", RUN_DIR, *ELICIT)
     run("report", RUN_DIR)
     print(f"\nopen {RUN_DIR}/report.html")
 
