@@ -78,3 +78,18 @@ def test_old_sweep_names_still_work_with_one_line(run_cli, tmp_path, monkeypatch
     code, out, err = run_cli("train", "-m", "experiment=sweep/color", "seed=0", "--dry-run")
     assert code == 0 and "experiment=sweep/* is now ddpm/*" in err and err.count("\n") == 1
     assert "20 jobs validated" in out
+
+
+def test_laptop_presets_pin_their_precision_and_expand_to_the_claims_seeds():
+    """The committed laptop results (docs/results/laptop/) stay valid whatever `precision: auto` becomes; F1
+    needs >= 2 Δsize x >= 3 Δcolor x >= 3 seeds, F3 >= 5 seeds; the demo is F3's condition on seed 0."""
+    from conceptspace.dryrun import expand_jobs
+
+    for name in ("laptop/grid", "laptop/hidden_capability", "demo"):
+        assert compose([f"experiment={name}"]).train.precision == "fp32", name
+    grid = [dict(o.split("=", 1) for o in job if "=" in o) for job in expand_jobs(["experiment=laptop/grid"])]
+    assert len({j["data.sep_col"] for j in grid}) >= 3 and len({j["data.sep_size"] for j in grid}) >= 2
+    assert len({j["seed"] for j in grid}) >= 3
+    assert len(expand_jobs(["experiment=laptop/hidden_capability"])) >= 5
+    demo, f3 = compose(["experiment=demo"]), compose(["experiment=laptop/hidden_capability"])
+    assert demo.data == f3.data and demo.train == f3.train and demo.model == f3.model and demo.seed == 0
