@@ -31,6 +31,17 @@ CHAIN = [
     ("metrics.mid_append", 2),          # step 9, after the checkpoint at 8: a torn line past it
     ("checkpoint.before_rename", 1),    # the final checkpoint (step 10)
 ]
+# The VDM differs from the DDPM only in what its snapshots and checkpoints carry (the learned schedule) and in
+# restoring it on resume, so its chain kills at those writes only; rows, logs and grids are the DDPM chain's.
+VDM_CHAIN = [
+    ("snapshot.after_weights", 1),      # step 2: weights written, the schedule not yet
+    ("snapshot.before_rename", 1),      # step 2 again, complete but not renamed
+    ("checkpoint.before_rename", 1),    # step 4: no checkpoint yet, so every rerun so far started at 0
+    ("rows.mid_append", 2),             # step 5, past the checkpoint at 4: torn rows
+    ("truncate.before_rename", 1),      # the resume at step 4 (schedule restored) cuts the rows of steps 5+
+    ("checkpoint.before_rename", 1),    # step 8, after that resume
+]
+CHAINS = {"ddpm": CHAIN, "vdm": VDM_CHAIN}
 FORMULATIONS = {
     "ddpm": ["train.ema.enabled=true", "train.cfg_dropout=0.2"],
     "vdm": ["diffusion=vdm", "model.concept_conditioning=per_block", "train.lr=1e-3", "train.grad_clip=0.01"],
@@ -111,7 +122,7 @@ def main(formulation: str, out: Path) -> None:
 
     cfg = config(formulation)
     codes = {"straight": in_child(lambda: train(cfg, out / "straight"))}
-    for i, (point, nth) in enumerate(CHAIN):
+    for i, (point, nth) in enumerate(CHAINS[formulation]):
         os.environ[faults.VARIABLE] = f"{point}@{nth}"
         codes[f"{i}:{point}@{nth}"] = in_child(lambda: train(cfg, out / "killed"))
     os.environ.pop(faults.VARIABLE)

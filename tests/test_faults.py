@@ -12,7 +12,7 @@ import torch
 
 from conceptspace import checkpoint as ckpt
 from conceptspace import faults
-from tests.fault_driver import CHAIN
+from tests.fault_driver import CHAIN, VDM_CHAIN
 
 TIMING = ("steps_per_s",)  # wall-clock figures: the only metrics that may differ between two runs
 
@@ -55,6 +55,7 @@ def assert_same_state(a: dict, b: dict, path="") -> None:
 @pytest.mark.parametrize("formulation", ["ddpm", "vdm"])
 def test_a_kill_at_every_write_point_then_rerun_equals_an_uninterrupted_run(formulation, tmp_path):
     assert {p for p, _ in CHAIN} == set(faults.POINTS) - {"output.before_rename"}  # every training write
+    assert {p for p, _ in VDM_CHAIN} >= {"snapshot.after_weights", "checkpoint.before_rename", "truncate.before_rename"}
     codes = drive(formulation, tmp_path)
     kills = {k: v for k, v in codes.items() if k not in ("straight", "final")}
     assert codes["straight"] == codes["final"] == 0
