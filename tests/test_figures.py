@@ -175,6 +175,8 @@ def test_sweep_figures(sweep, tmp_path):
     _check(fig, tmp_path, "hidden")
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
     assert all("3 seeds" in t and "Δcolor" in t for t in titles)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "overprompt (split-half setting per seed)" in legend and not any(x.startswith("null (") for x in legend)
     fig = sweep_figures.condition_trajectories_figure(conditions)
     assert "3 seeds" in fig.get_suptitle()
     assert any(ax.get_label() == "<colorbar>" for ax in fig.axes)

@@ -5,6 +5,7 @@ claim_figures."""
 from __future__ import annotations
 
 import itertools
+import textwrap
 import warnings
 
 import numpy as np
@@ -35,14 +36,11 @@ from .times import HEADLINE
 
 
 # ---- many runs: the paper's hidden-capability panel ------------------------------------------------------------
-def best_method(leads: dict) -> str | None:
-    """The non-null method with the largest median split-half lead (leads: a condition's leads of one cell)."""
-    scored = [(v["split"]["median"], m) for m, v in leads.items()
-              if m != NULL and v.get("split") and v["split"]["median"] is not None]
-    if scored:
-        return max(scored)[1]
-    rest = [m for m in leads if m != NULL]
-    return rest[0] if rest else None
+def elicitation_methods(leads: dict) -> list[str]:
+    """The non-null methods of a condition's leads of one cell, the largest median split-half lead first."""
+    scored = [(-(v["split"]["median"] if v.get("split") and v["split"]["median"] is not None else -np.inf), m)
+              for m, v in leads.items() if m != NULL]
+    return [m for _, m in sorted(scored)]
 
 
 def mean_band(ax, series, colour, label, ls="-", lw=2.0):
@@ -60,8 +58,8 @@ def mean_band(ax, series, colour, label, ls="-", lw=2.0):
 def hidden_capability_figure(conditions: list[dict]):
     """One panel per condition (summarise_condition outputs, each with its run summaries under 'runs') and
     held-out cell, as the paper's hidden-capability figure: the training cells' joint accuracy (dashed),
-    naive prompting of the held-out cell, and the best elicitation (the method with the largest median
-    split-half lead, each seed at its own selected setting), on the scoring half; mean over seeds with a
+    naive prompting of the held-out cell, and every elicitation method (each seed at its own split-half
+    setting; the largest median lead first), on the scoring half; mean over seeds with a
     min–max band over seeds, every seed smoothed (σ = 2)."""
     panels = []
     for cond in conditions:
@@ -72,7 +70,8 @@ def hidden_capability_figure(conditions: list[dict]):
     n = max(len(panels), 1)
     cols = min(n, 3)
     nrows = -(-n // cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(5.6 * cols, 5.2 * nrows), squeeze=False, layout="constrained")
+    width = max(5.6 * cols, 8.0)  # one panel: wide enough for its notes, the legend and the title
+    fig, axes = plt.subplots(nrows, cols, figsize=(width, 5.2 * nrows), squeeze=False, layout="constrained")
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     if not panels:
@@ -94,22 +93,22 @@ def hidden_capability_figure(conditions: list[dict]):
             lines.append((f"naive: median T {'>' if nt['median_censored'] else ''}{nt['median']:,.0f}, "
                           f"{nt['n_crossed']}/{nt['n']} seeds reach {THRESHOLD:g}", "black"))
         leads = cond.get("leads", {}).get(cell, {})
-        m = best_method(leads)
-        if m is not None:
+        for m in elicitation_methods(leads):
             el = []
             for r in runs:
                 _, c = r["panel"][cell]["elicited"].get(m, (None, None))
                 if c is not None and len(c):
                     el.append((c.steps, c.smoothed()[0]))
-            mean_band(ax, el, method_colour(m), f"best elicitation: {m} (split-half setting per seed)")
-            st, null = leads[m]["split"], leads.get(NULL, {}).get("split")
+            mean_band(ax, el, method_colour(m), f"{m} (split-half setting per seed)")
+            st = leads[m]["split"]
             med = "n/a (no seed with a known lead)" if st["median"] is None else f"{st['median']:,.0f} steps"
             verdict = leads[m].get("verdict")
             lines.append((f"{m}: median lead {med}, > 0 in {st['n_positive']}/{st['n']} seeds"
                           + (f" (F3 {verdict})" if verdict else ""), method_colour(m)))
-            if null and null["median"] is not None:
-                lines.append((f"null control: median lead {null['median']:,.0f} [{null['min']:,.0f}, "
-                              f"{null['max']:,.0f}]", METHOD_COLOURS[NULL]))
+        null = leads.get(NULL, {}).get("split")
+        if null and null["median"] is not None:
+            lines.append((f"null control: median lead {null['median']:,.0f} [{null['min']:,.0f}, "
+                          f"{null['max']:,.0f}]", METHOD_COLOURS[NULL]))
         for i, (text, colour) in enumerate(lines):  # above the data (y > 1): never on a curve
             ax.text(0.02, 0.985 - 0.045 * i, text, transform=ax.transAxes, va="top", fontsize=7.5, color=colour)
         threshold_line(ax)
@@ -121,9 +120,10 @@ def hidden_capability_figure(conditions: list[dict]):
     if handles:
         fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=min(len(handles), 3),
                    fontsize=8, frameon=False)
-    fig.suptitle(f"hidden capability: mean over seeds (band: min–max over seeds), held-out cell on the scoring half "
-                 f"(odd probes), {SMOOTHED}; {len(conditions)} condition{'s' if len(conditions) != 1 else ''}, "
-                 f"{seeds_text(total)} in all", fontsize=10)
+    title = (f"hidden capability: mean over seeds (band: min–max over seeds), held-out cell on the scoring half "
+             f"(odd probes), {SMOOTHED}; {len(conditions)} condition{'s' if len(conditions) != 1 else ''}, "
+             f"{seeds_text(total)} in all")
+    fig.suptitle(textwrap.fill(title, int(width * 15)), fontsize=10)
     return fig
 
 
