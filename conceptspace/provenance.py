@@ -3,6 +3,7 @@ RUN_DIR/provenance.json at every start (a resume appends a session), so two resu
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
@@ -14,9 +15,11 @@ FILE = "provenance.json"
 SOURCE = Path(__file__).resolve().parents[1]
 
 
+@functools.cache
 def code_version() -> str:
     """`<commit>` of a clean checkout, `<commit>+dirty.<hash of the diff>` of an edited one, else the
-    installed package's version."""
+    installed package's version. Read once per process: a multirun's later jobs run the code its process
+    imported, not whatever the checkout holds by the time they start."""
     try:
         commit = _git("rev-parse", "--short=12", "HEAD")
         diff = _git("diff", "HEAD", "--", "conceptspace", "synthetic_shapes", "celeba", "configs", strip=False)

@@ -271,3 +271,15 @@ def test_archived_rows_read_from_gzip_when_the_plain_file_is_absent(tmp_path):
     assert read_rows(plain) == expected and len(expected) == 2
     (tmp_path / "rows.jsonl.gz").unlink()
     assert read_rows(plain) == []
+
+
+def test_the_code_version_is_read_once_per_process(monkeypatch):
+    """A multirun's jobs run the code its process imported: a commit made while the sweep runs must not be
+    recorded as the code of its later jobs."""
+    heads = iter(["aaaa", "", "bbbb", ""])  # rev-parse, diff; then what a later commit would answer
+    provenance.code_version.cache_clear()
+    monkeypatch.setattr(provenance, "_git", lambda *args, strip=True: next(heads))
+    try:
+        assert provenance.code_version() == "aaaa" and provenance.code_version() == "aaaa"
+    finally:
+        provenance.code_version.cache_clear()
