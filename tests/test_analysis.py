@@ -368,3 +368,18 @@ def test_readout_agreement_counts_matching_decisions():
     got = stats.readout_agreement(rows, spec)
     assert got["samples"] == 2 and got["color"] == 1.0 and got["size"] == 0.5 and got["joint"] == 0.5
     assert stats.readout_agreement(rows[:1], spec) is None
+
+
+def test_coordinates_average_the_samples_with_an_object_only():
+    """A sample without an object reads chance (0.5) and has no place in concept space: averaging it in would
+    pull every trajectory toward the centre whenever the model draws blanks."""
+    spec = spec2x2()
+    rows = [{"step": 1, "cell": "blue-small", "held_out": True, "probe": i, "seed": i, "readout": "analytic",
+             "method": "naive", "setting": "", "p": p, "coords": p, "target": {"color": 1, "size": 1},
+             "found": found}
+            for i, (p, found) in enumerate([({"color": 0.9, "size": 0.7}, True), ({"color": 0.7, "size": 0.9}, True),
+                                            ({"color": 0.5, "size": 0.5}, False)])]
+    (s,) = stats.cell_stats(rows, spec)
+    assert s.coords == pytest.approx({"color": 0.8, "size": 0.8})
+    (blank,) = stats.cell_stats([{**r, "found": False} for r in rows], spec)
+    assert blank.coords == {"color": 0.5, "size": 0.5}  # no sample has an object: chance, not a position

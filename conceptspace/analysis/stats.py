@@ -31,7 +31,8 @@ class CellStat:
     cell: str
     held_out: bool
     n: int
-    coords: dict  # concept -> mean p (the cell's concept-space coordinate, paper §3.2)
+    coords: dict  # concept -> mean p over the samples with an object (the cell's concept-space coordinate,
+                  # paper §3.2); 0.5 when no sample has one (a sample without an object is not a position)
     correct: dict  # concept or JOINT -> number of correct samples
     no_object: int  # samples in which the readout found no object
     target: dict  # concept -> the cell's value index (its corner)
@@ -66,8 +67,9 @@ def cell_stats(rows: list[dict], spec: ConceptSpec, half: int | None = None) -> 
         correct = ((p > 0.5) == (target == 1)) & found[:, None]
         counts = dict(zip(names, correct.sum(0).tolist()))
         counts[JOINT] = int(correct.all(1).sum())
+        coords = p[found].mean(0) if found.any() else np.full(len(names), 0.5)
         stats.append(CellStat(readout, method, setting, step, cell, bool(group[0]["held_out"]), len(group),
-                              dict(zip(names, p.mean(0).tolist())), counts, int((~found).sum()),
+                              dict(zip(names, coords.tolist())), counts, int((~found).sum()),
                               dict(zip(names, target[0].tolist()))))
     return stats
 
