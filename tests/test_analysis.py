@@ -383,3 +383,18 @@ def test_coordinates_average_the_samples_with_an_object_only():
     assert s.coords == pytest.approx({"color": 0.8, "size": 0.8})
     (blank,) = stats.cell_stats([{**r, "found": False} for r in rows], spec)
     assert blank.coords == {"color": 0.5, "size": 0.5}  # no sample has an object: chance, not a position
+
+
+def test_f3_verdict_is_undetermined_when_only_lower_bounds_are_not_positive():
+    """A method reaching 0.8 at the last snapshot while naive prompting never does has a lead of 'at least
+    0': not evidence against the claim, so not 'not reproduced'; an exact lead of 0 is."""
+    from conceptspace.analysis.conditions import f3_verdict
+
+    def stats(values, bounds):
+        known = [v for v in values if v is not None]
+        return {"n": len(values), "n_positive": sum(v > 0 for v in known), "median": float(np.median(known)),
+                "min": min(known), "max": max(known), "values": values, "value_bounds": bounds}
+
+    assert f3_verdict(stats([0, 0, 0], ["lower"] * 3), None).startswith("undetermined")
+    assert f3_verdict(stats([0, 0, 0], ["exact", "lower", "lower"]), None) == "not reproduced"
+    assert f3_verdict(stats([500, 300, 0], ["exact", "exact", "lower"]), None) == "reproduced"

@@ -68,15 +68,22 @@ def lead_stats(leads: list) -> dict:
     return {"n": len(leads), "n_positive": int((values > 0).sum()), "median": float(np.median(values)) if known
             else None, "min": float(values.min()) if known else None, "max": float(values.max()) if known else None,
             "bounds": dict(bounds), "values": [None if x is None else x.lead for x in leads],
+            "value_bounds": [None if x is None else x.bound for x in leads],
             "settings": [None if x is None else x.setting for x in leads]}
 
 
 def f3_verdict(method_stats: dict, null_stats: dict | None) -> str:
     """reproduced: lead > 0 in ≥ 2/3 of seeds with a positive median, and the null control's leads span 0;
     not reproduced: median ≤ 0 or no seed with a known lead; partly: in between. Seeds whose lead is only
-    an upper bound count against the claim (the method never reached the threshold)."""
-    if method_stats["median"] is None or method_stats["median"] <= 0:
+    an upper bound count against the claim (the method never reached the threshold). undetermined: the
+    median is ≤ 0 only through lower bounds (naive prompting never crossed, so the lead is at least that)."""
+    if method_stats["median"] is None:
         return "not reproduced"
+    if method_stats["median"] <= 0:
+        nonpositive = [b for v, b in zip(method_stats["values"], method_stats.get("value_bounds") or [])
+                       if v is not None and v <= 0]
+        lower_only = nonpositive and all(b == "lower" for b in nonpositive)
+        return "undetermined (naive never crossed: lead ≥ bound)" if lower_only else "not reproduced"
     null_ok = null_stats is None or null_stats["median"] is None or \
         (null_stats["min"] <= 0 <= null_stats["max"])
     strong = method_stats["n_positive"] >= 2 * method_stats["n"] / 3
@@ -118,7 +125,8 @@ def summarise_condition(runs: list[dict], threshold_rule: str = HEADLINE) -> dic
             out["leads"][name][m]["verdict"] = verdict
             out["verdicts"].append(
                 f"F3 {name} {m}: {verdict} — split-half lead median {fmt(s['median'])} [{fmt(s['min'])}, "
-                f"{fmt(s['max'])}], > 0 in {s['n_positive']}/{s['n']} seeds (max-over-settings: median "
+                f"{fmt(s['max'])}], > 0 in {s['n_positive']}/{s['n']} seeds, {s['bounds'].get('lower', 0)} only "
+                f"bounded below (max-over-settings: median "
                 f"{fmt(mx['median'])}); null control median {fmt(null['median']) if null else 'not run'}")
         t = out["learning_times"][name][JOINT][threshold_rule]
         out["verdicts"].append(f"naive learning time of {name} (joint, {threshold_rule} rule): {format_censored(t)}")

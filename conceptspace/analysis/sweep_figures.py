@@ -103,7 +103,9 @@ def hidden_capability_figure(conditions: list[dict]):
             st = leads[m]["split"]
             med = "n/a (no seed with a known lead)" if st["median"] is None else f"{st['median']:,.0f} steps"
             verdict = leads[m].get("verdict")
+            lower = st["bounds"].get("lower", 0)
             lines.append((f"{m}: median lead {med}, > 0 in {st['n_positive']}/{st['n']} seeds"
+                          + (f", {lower} only bounded below (naive never reached {THRESHOLD:g})" if lower else "")
                           + (f" (F3 {verdict})" if verdict else ""), method_colour(m)))
         null = leads.get(NULL, {}).get("split")
         if null and null["median"] is not None:
