@@ -83,7 +83,7 @@ def f3_verdict(method_stats: dict, null_stats: dict | None) -> str:
         nonpositive = [b for v, b in zip(method_stats["values"], method_stats.get("value_bounds") or [])
                        if v is not None and v <= 0]
         lower_only = nonpositive and all(b == "lower" for b in nonpositive)
-        return "undetermined (naive never crossed: lead ≥ bound)" if lower_only else "not reproduced"
+        return "undetermined (lead ≥ bound)" if lower_only else "not reproduced"
     null_ok = null_stats is None or null_stats["median"] is None or \
         (null_stats["min"] <= 0 <= null_stats["max"])
     strong = method_stats["n_positive"] >= 2 * method_stats["n"] / 3

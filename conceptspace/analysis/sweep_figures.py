@@ -105,7 +105,7 @@ def hidden_capability_figure(conditions: list[dict]):
             verdict = leads[m].get("verdict")
             lower = st["bounds"].get("lower", 0)
             lines.append((f"{m}: median lead {med}, > 0 in {st['n_positive']}/{st['n']} seeds"
-                          + (f", {lower} only bounded below (naive never reached {THRESHOLD:g})" if lower else "")
+                          + (f", {lower} bounded below" if lower else "")
                           + (f" (F3 {verdict})" if verdict else ""), method_colour(m)))
         null = leads.get(NULL, {}).get("split")
         if null and null["median"] is not None:
