@@ -14,8 +14,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def screenshot(page, out, step):
+    """The whole page (a window taller than the report): the explorer sits below the first screen's figures."""
     proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
-                           "--v=0", f"--screenshot={out}", "--window-size=1280,1000", f"file://{page}#step={step}"],
+                           "--v=0", f"--screenshot={out}", "--window-size=1280,10000", f"file://{page}#step={step}"],
                           capture_output=True, text=True, timeout=120)
     return [line for line in proc.stderr.splitlines() if "CONSOLE" in line]
 

@@ -1,7 +1,7 @@
 """The report's explorer: a slider over the saved snapshots showing, at each step, every cell's probe grid
 beside the concept-space plot with that step's points highlighted, and (where `elicit` ran) naive prompting
 next to each method's selected setting for every held-out cell. Plain JavaScript, images inlined, an SVG
-drawn here; nothing is fetched. `#step=K` in the URL opens the page at the K-th snapshot."""
+drawn here; nothing is fetched. `#step=K` in the URL opens the page at the K-th snapshot, scrolled to the explorer."""
 
 from __future__ import annotations
 
@@ -128,6 +128,9 @@ SCRIPT = """
   const start = m ? Math.min(Number(m[1]), ex.steps.length - 1) : ex.steps.length - 1;
   slider.value = String(start);
   show(start);
+  if (m) {  // a link to a step lands on the explorer, once the figures above it have their heights
+    window.addEventListener('load', function () { slider.scrollIntoView({block: 'start'}); });
+  }
 })();
 """
 

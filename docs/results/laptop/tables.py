@@ -57,6 +57,42 @@ def explore_table() -> str:
     return "\n".join(out)
 
 
+def end_of_window_table() -> str:
+    """F3 at the end of the window, per seed and pooled: joint accuracy of blue-small on the scoring half
+    (odd probes) at the last snapshot, for naive prompting and each method at its split-chosen setting (chosen
+    on the even probes), with pooled Wilson 95% intervals."""
+    from conceptspace.analysis.curves import wilson
+    from conceptspace.analysis.rundir import summarise_run
+    from conceptspace.analysis.stats import JOINT, NAIVE, cell_stats, select
+    from conceptspace.tracker.rows import read_rows
+
+    pooled: dict[str, list[int]] = {}
+    lines = []
+    for run in sorted(p for p in (HERE / "hidden_capability").iterdir() if (p / "config.yaml").is_file()):
+        s = summarise_run(run)
+        cell = s["spec"].cell_name(s["spec"].held_out[0])
+        odd = cell_stats(read_rows(run / "tracker" / "rows.jsonl"), s["spec"], half=1)
+        last = s["last_step"]
+        chosen = {NAIVE: ""} | {m: ls["split"].setting for m, ls in s["leads"].get(cell, {}).items()
+                                if ls.get("split") is not None and ls["split"].setting is not None}
+        cells = []
+        for method, setting in chosen.items():
+            x = [v for v in select(odd, readout=s["readout"], method=method, setting=setting, cell=cell)
+                 if v.step == last]
+            k, n = (x[0].successes(JOINT), x[0].n) if x else (0, 0)
+            pooled.setdefault(method, [0, 0])
+            pooled[method][0] += k
+            pooled[method][1] += n
+            cells.append(f"{method}{' ' + setting if setting else ''}: {k}/{n}")
+        lines.append(f"| seed {s['seed']} | step {last:,} | " + " | ".join(cells) + " |")
+    total = []
+    for method, (k, n) in pooled.items():
+        lo, hi = wilson(k, n)
+        total.append(f"{method}: {k}/{n} = {k / max(n, 1):.2f} [{float(lo):.2f}, {float(hi):.2f}]")
+    return "\n".join(["| seed | snapshot | joint accuracy on the scoring half |", "|---|---|---|", *lines,
+                      "", "Pooled over seeds (Wilson 95%): " + "; ".join(total)])
+
+
 def main() -> None:
     if (HERE / "explore").is_dir():
         print("## explore\n\n" + explore_table())
@@ -70,6 +106,8 @@ def main() -> None:
         for line in json.loads(Path(paths["claims"]).read_text())["verdicts"]:
             print(f"- {line}")
         print()
+    if (HERE / "hidden_capability").is_dir():
+        print("## end of window (F3)\n\n" + end_of_window_table())
 
 
 if __name__ == "__main__":
