@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from conceptspace.devices import native_bf16
+
 ROOT = Path(__file__).resolve().parent.parent
 # name -> (overrides valid at both commits, the authors' training step in steps/s or None). The authors' figure
 # was measured on the issue's machine (2-core Intel Xeon with AMX), not necessarily this one: shown, not divided.
@@ -68,7 +70,7 @@ def main() -> None:
         print(f"measured {name}: {before:.3f} -> {after:.3f} steps/s", file=sys.stderr, flush=True)
     caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
     print(f"cpu {caps.get('cpu_name', '?')}, {torch.get_num_threads()} threads, native bf16 "
-          f"{bool(caps.get('amx_bf16') or caps.get('avx512_bf16'))}; torch {torch.__version__}; 32x32 "
+          f"{native_bf16(torch.device('cpu'))}; torch {torch.__version__}; 32x32 "
           f"(laptop: its preset's 16x16), batch 64, fp32, tracker off")
     print(f"{'setting':12s} {'@' + args.baseline:>12s} {'now':>10s} {'now/base':>9s} {'authors (issue machine)':>24s}")
     for name, before, after, authors in rows:

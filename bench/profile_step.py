@@ -19,10 +19,11 @@ from conceptspace.diffusion import build_process
 from conceptspace.model import build_model
 from conceptspace.train import step_generator
 
-KINDS = {  # substring of the aten operator name -> kind (first match wins)
-    "convolution": "convolution (fwd+bwd)", "conv": "convolution (fwd+bwd)", "native_group_norm": "group norm",
-    "addmm": "linear / matmul", "mm": "linear / matmul", "bmm": "linear / matmul", "_foreach": "optimizer (AdamW)",
-    "adam": "optimizer (AdamW)", "silu": "activation", "gelu": "activation", "upsample": "resampling",
+KINDS = {  # substring of the aten operator name -> kind (first match wins): "conv" covers mkldnn_convolution
+    # and convolution_backward, "mm" covers addmm and bmm
+    "conv": "convolution (fwd+bwd)", "native_group_norm": "group norm", "mm": "linear / matmul",
+    "_foreach": "optimizer (AdamW)", "adam": "optimizer (AdamW)", "silu": "activation", "gelu": "activation",
+    "upsample": "resampling",
 }
 
 

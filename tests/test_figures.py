@@ -269,3 +269,7 @@ def test_naive_vs_elicited_samples_show_the_step_of_the_largest_gain(runs):
     assert np.array_equal(rows[1][1], blue)
     assert "where overprompt beats naive" in run_figures.contrast_figure(run_dir, summary, "blue-small").get_suptitle()
     assert run_figures.contrast_figure(runs["naive"][0], runs["naive"][1], "blue-small") is None
+    for step in STEPS:  # without the elicited grids there is nothing to set beside the naive row
+        grid_path(run_dir, step, "blue-small", "overprompt", setting).unlink()
+    assert len(run_figures.contrast_rows(run_dir, summary, "blue-small")[2]) == 1
+    assert run_figures.contrast_figure(run_dir, summary, "blue-small") is None

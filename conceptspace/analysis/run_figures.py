@@ -338,9 +338,10 @@ def contrast_step(summary: dict, cell: str, method: str, setting: str) -> int | 
 
 
 def contrast_rows(run_dir: Path, summary: dict, cell: str) -> tuple[int, str, list[tuple[str, np.ndarray]]] | None:
-    """(step, [(label, image row)]): the held-out cell's naive probe row (the tracker's grid) and each
-    elicitation method's split-chosen setting (elicit/samples/), same noise seeds, at the step where
-    over-prompting (else the first method) beats naive prompting most. None without the grids."""
+    """(step, the method the step was chosen for, [(label, image row)]): the held-out cell's naive probe row
+    (the tracker's grid) and each elicitation method's split-chosen setting (elicit/samples/), same noise
+    seeds, at the step where over-prompting (else the first method) beats naive prompting most. None without
+    the grids."""
     from ..elicit.command import grid_path
 
     chosen = {m: ls["split"].setting for m, ls in summary["leads"].get(cell, {}).items()
@@ -377,7 +378,7 @@ def contrast_rows(run_dir: Path, summary: dict, cell: str) -> tuple[int, str, li
 def contrast_figure(run_dir: Path, summary: dict, cell: str):
     """Probe rows of naive prompting vs each elicitation method, one above the other. None without grids."""
     found = contrast_rows(run_dir, summary, cell)
-    if found is None or len(found[1]) < 2:
+    if found is None or len(found[2]) < 2:  # naive alone: nothing to compare it with
         return None
     step, lead_method, rows = found
     width = max(r.shape[1] for _, r in rows)
