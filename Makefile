@@ -27,7 +27,7 @@ test: install
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check conceptspace synthetic_shapes celeba tests bench
+	$(BIN)/ruff check conceptspace synthetic_shapes celeba tests bench hydra_plugins
 
 bench: install
 	$(BIN)/python bench/bench_renderer.py

@@ -16,8 +16,8 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from conceptspace.config import compose
 from conceptspace.data import build_source
 from conceptspace.diffusion import build_process
+from conceptspace.member import step_generator
 from conceptspace.model import build_model
-from conceptspace.train import step_generator
 
 KINDS = {  # substring of the aten operator name -> kind (first match wins): "conv" covers mkldnn_convolution
     # and convolution_backward, "mm" covers addmm and bmm

@@ -9,6 +9,8 @@ Interface every source implements (synthetic shapes here, CelebA in `celeba.sour
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from synthetic_shapes import ShapesConfig, ShapesWorld
@@ -16,22 +18,22 @@ from synthetic_shapes import ShapesConfig, ShapesWorld
 from .seeding import derive_seed
 
 
+@functools.lru_cache(maxsize=32)  # built once per epoch; two per source at a time (a batch straddles two)
 def epoch_order(seed: int, epoch: int, n: int, device) -> torch.Tensor:
-    """The shuffled order of a finite dataset in one epoch (a pure function of seed and epoch)."""
+    """The shuffled order of a finite dataset in one epoch (a pure function of seed and epoch), on `device`."""
     g = torch.Generator().manual_seed(derive_seed(seed, epoch, "order"))
     return torch.randperm(n, generator=g).to(device)
 
 
 def finite_indices(seed: int, step: int, batch_size: int, n: int, device) -> torch.Tensor:
-    """Dataset positions of a step's batch: epochs of shuffled order, consumed batch after batch."""
-    start = step * batch_size
-    positions = torch.arange(start, start + batch_size)
-    epochs = positions // n
-    out = torch.empty(batch_size, dtype=torch.long)
-    for e in epochs.unique().tolist():
-        sel = epochs == e
-        out[sel] = epoch_order(seed, e, n, "cpu")[positions[sel] % n]
-    return out.to(device)
+    """Dataset positions of a step's batch: epochs of shuffled order, consumed batch after batch. Built from
+    Python integers and the device-resident epoch order: no host round trip in the training step."""
+    start, stop = step * batch_size, (step + 1) * batch_size
+    parts = []
+    for epoch in range(start // n, (stop - 1) // n + 1):
+        lo, hi = max(start, epoch * n) - epoch * n, min(stop, (epoch + 1) * n) - epoch * n
+        parts.append(epoch_order(seed, epoch, n, str(device))[lo:hi])
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def train_split(seed: int, n: int, fraction: float) -> torch.Tensor:

@@ -38,12 +38,21 @@ class DDPMProcess:
         """Mean ε-MSE; timesteps and noise come from `generator` (seeded per step by the driver). They are
         drawn for the whole (global) batch; `shard` (a function tensor -> this rank's slice) then keeps
         this rank's part, so data-parallel ranks together see exactly what one process would."""
-        x0 = self.to_model(images01)
-        t = torch.randint(0, self.cfg.num_train_timesteps, (x0.shape[0],), generator=generator,
-                          device=generator.device).to(x0.device)
-        noise = torch.randn(x0.shape, generator=generator, device=generator.device).to(x0.device)
+        draws = self.draw(images01.shape, generator, images01.device)
         if shard is not None:
-            x0, vectors, t, noise = shard(x0), shard(vectors), shard(t), shard(noise)
+            images01, vectors, draws = shard(images01), shard(vectors), {k: shard(v) for k, v in draws.items()}
+        return self.loss_from(model, images01, vectors, draws)
+
+    def draw(self, shape, generator: torch.Generator, device) -> dict:
+        """A step's random draws for a batch of `shape`: timesteps and noise."""
+        t = torch.randint(0, self.cfg.num_train_timesteps, (shape[0],), generator=generator,
+                          device=generator.device).to(device)
+        noise = torch.randn(shape, generator=generator, device=generator.device).to(device)
+        return {"t": t, "noise": noise}
+
+    def loss_from(self, model, images01, vectors, draws: dict) -> torch.Tensor:
+        """The loss given the draws: a pure function of its inputs (torch.func batches it over an ensemble)."""
+        x0, t, noise = self.to_model(images01), draws["t"], draws["noise"]
         xt = self.train_scheduler.add_noise(x0, noise, t)
         return F.mse_loss(model(xt, t, vectors).float(), noise)
 

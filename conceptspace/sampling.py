@@ -53,3 +53,39 @@ def _sample_batch(model, process, vectors, seeds, steps, guidance_scale, autocas
                 eps = eps_null + guidance_scale * (eps - eps_null)
             x = process.step(sched, eps, t, x, generators)
     return process.from_model(x.float()).cpu()
+
+
+@torch.no_grad()
+def sample_members(models: list, processes: list, vectors: list, seeds: list, *, steps: int | None = None,
+                   autocast: bool = False) -> list[torch.Tensor]:
+    """Naive samples of several networks of one architecture in one batched call per reverse step
+    (torch.func.vmap over their stacked weights): model k's images equal `sample(models[k], ...)` with the
+    same seeds to fp32 rounding. Each model keeps its own process (a VDM's learned schedule)."""
+    from torch.func import functional_call, stack_module_state, vmap
+
+    template = models[0]
+    modes = [m.training for m in models]
+    for m in models:
+        m.eval()
+    try:
+        params, buffers = stack_module_state(models)
+        device = next(template.parameters()).device
+        size = template.config.sample_size
+        generators = [[torch.Generator().manual_seed(int(s)) for s in member] for member in seeds]
+        x = torch.stack([randn_tensor((len(g), 3, size, size), generator=g, device=torch.device("cpu"))
+                         for g in generators]).to(device)
+        v = torch.stack([vec.to(device) for vec in vectors])
+        scheds = [p.sampling_scheduler(steps) for p in processes]
+        network = vmap(lambda p, b, xk, tk, vk: functional_call(template, (p, b), (xk, tk, vk)))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            for i in range(len(scheds[0].timesteps)):
+                ts = [s.timesteps[i] for s in scheds]
+                tt = torch.stack([p.timesteps_for_model(s, t, x.shape[1], device)
+                                  for p, s, t in zip(processes, scheds, ts)])
+                eps = network(params, buffers, x, tt, v).float()
+                x = torch.stack([p.step(s, eps[k], t, x[k], generators[k])
+                                 for k, (p, s, t) in enumerate(zip(processes, scheds, ts))])
+    finally:
+        for m, mode in zip(models, modes):
+            m.train(mode)
+    return [p.from_model(xk.float()).cpu() for p, xk in zip(processes, x)]

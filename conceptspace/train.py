@@ -1,304 +1,122 @@
 """`conceptspace train`: the training story, top to bottom.
 
-build data, model, diffusion process, optimiser -> resume from the run dir's checkpoint if there is one
--> loop: batch (a pure function of seed and step) -> loss -> step -> snapshot + track -> checkpoint.
-Rerunning the same command resumes; every random draw is re-derived from (seed, step), so a killed and
-resumed run ends bitwise identical to an uninterrupted one on the CPU.
+build each run's data, model, diffusion process and optimiser (`member.Member`) -> resume from its run dir's
+checkpoint if there is one -> loop: batch (a pure function of seed and step) -> loss -> step -> log, snapshot
++ track, checkpoint. Rerunning the same command resumes; every random draw is re-derived from (seed, step),
+so a killed and resumed run ends bitwise identical to an uninterrupted one on the CPU.
+
+One run is the common case; several runs whose shapes agree can train together in one process as an
+ensemble (`train_ensemble`, `hydra/launcher=ensemble`). Each member keeps its own everything and writes
+exactly the run dir it would write alone; `ensemble.py` says how their steps are computed together.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from . import checkpoint as ckpt
-from . import disk, distributed, provenance
-from .concepts import ConceptSpec
-from .data import build_source
-from .devices import precision_note, resolve_device, use_bf16
-from .diffusion import build_process
+from . import disk, distributed
+from .devices import precision_note, resolve_device
 from .diffusion import check_any as check_diffusion
-from .errors import UserError, first_line
-from .logger import NullLogger, RunLogger, truncate_jsonl
+from .errors import UserError
 from .logger import check as check_logger
-from .model import build_model, count_parameters
-from .schedule import snapshot_steps_of
-from .seeding import derive_seed
+from .member import Clock, Member, TrainingDiverged
 
-
-class TrainingDiverged(UserError):
-    pass
+__all__ = ["train", "train_ensemble", "check", "TrainingDiverged"]
 
 
 def train(cfg, out_dir: Path) -> dict:
-    check(cfg)
-    run_dir = Path(out_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tc = cfg.train
-    device = distributed.local_device(resolve_device(cfg.device))
-    world = distributed.init(device, tc.batch_size)  # torchrun: N ranks share each global batch
+    return train_ensemble([cfg], [out_dir])[0]
+
+
+def train_ensemble(cfgs: list, out_dirs: list[Path], strategy: str = "loop") -> list[dict]:
+    """Train runs together, one step of each in turn, each to its own run dir. Returns one summary per run."""
+    from .ensemble import check_members, stepper
+
+    for cfg in cfgs:
+        check(cfg)
+    check_members(cfgs, strategy)
+    cfg0 = cfgs[0]
+    device = distributed.local_device(resolve_device(cfg0.device))
+    world = distributed.init(device, cfg0.train.batch_size)  # torchrun: N ranks share each global batch
+    if world.size > 1 and len(cfgs) > 1:
+        raise UserError(f"hydra/launcher=ensemble: {len(cfgs)} members under torchrun ({world.size} ranks); allowed: "
+                        "one run per torchrun job, or an ensemble in one process")
     torch.backends.cudnn.benchmark = False
     torch.backends.cuda.matmul.allow_tf32 = False
 
-    # ---- build ---------------------------------------------------------------------------------------
-    source = build_source(cfg.data, cfg.seed, device)
-    spec = source.spec
-    torch.manual_seed(cfg.seed)  # initial weights
-    model = build_model(cfg.model, spec, source.image_size).to(device)
-    process = build_process(cfg.diffusion)
-    learned_schedule = list(process.parameters())  # VDM learns its noise schedule with the network
-    if learned_schedule:
-        process.to(device)
-    params = [*model.parameters(), *learned_schedule]
-    # fused on the CPU too (torch >= 2.4): one kernel over all tensors, 1.5 ms a step against 15 ms for the
-    # per-tensor loop on the laptop preset's 146 tensors (1 thread), about 8% of its training step
-    optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay, betas=tuple(tc.betas), fused=True)
-    ema = make_ema(model, tc.ema) if tc.ema.enabled else None
-    snapshots = snapshot_steps_of(tc)
-    autocast = use_bf16(tc.precision, device, cfg.diffusion.name)
-    if world.is_main and (note := precision_note(tc.precision, device)):
+    # ---- build and resume ----------------------------------------------------------------------------
+    members = [Member(cfg, Path(d), device, world) for cfg, d in zip(cfgs, out_dirs)]
+    if world.is_main and (note := precision_note(cfg0.train.precision, device)):
         print(note)
-
-    # ---- resume --------------------------------------------------------------------------------------
-    if world.is_main:
-        for p in ckpt.recover(run_dir):  # what a kill inside a write left behind
-            print(f"removed the leftover of an interrupted write: {p}")
-    step, run_id = 0, None
-    state = ckpt.load_checkpoint(run_dir, device)
-    if state is not None:
-        restore(state, model, process if learned_schedule else None, optimizer, ema, run_dir)
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        step, run_id = state["step"], state["wandb_run_id"]
-        if world.is_main:
-            print(f"resuming {run_dir} at step {step}/{tc.steps}")
-    if world.is_main:  # lines past the checkpoint (all of them, when a kill came before the first) go
-        for f in ("metrics.jsonl", "tracker/rows.jsonl"):
-            truncate_jsonl(run_dir / f, step)
-    if world.is_main:
-        write_run_files(run_dir, cfg, spec)
-        provenance.record(run_dir, device, autocast)
-    if step >= tc.steps:
-        print(f"{run_dir} is complete ({step} steps); nothing to do")
-        distributed.shutdown(world)
-        return {"step": step, "run_dir": str(run_dir)}
-    main = world.is_main  # only rank 0 logs, snapshots, tracks and checkpoints
-    logger = RunLogger(cfg.logger, run_dir, OmegaConf.to_container(cfg, resolve=True), run_id, cfg.name) \
-        if main else NullLogger()
-    tracker = build_tracker(cfg, spec, process, run_dir, device, autocast) if cfg.tracker.enabled and main \
-        else None
-    net = distributed.wrap(model, world, device)
-    if tc.compile.enabled:  # the training step only; snapshots and checkpoints keep the plain module's names
-        net = torch.compile(net, mode=None if tc.compile.mode == "default" else tc.compile.mode,
-                            backend=tc.compile.backend, dynamic=False)
-    shard = world.shard if world.size > 1 else None
-    if main:
-        print(f"model: {count_parameters(model) / 1e6:.2f}M parameters; device {device}; bf16 {autocast}; "
-              f"ranks {world.size}")
-        print(disk.describe(disk.estimate(cfg, count_parameters(model), len(spec.cells)), run_dir))
-    kept = disk.kept_steps(tc)
+    for m in members:
+        m.resume()
+        if m.done:
+            print(f"{m.run_dir} is complete ({m.step} steps); nothing to do")
+    todo = [m for m in members if not m.done]
+    for m in todo:
+        m.open()
+    step_all = stepper(strategy, device)
 
     # ---- loop ----------------------------------------------------------------------------------------
-    if main:
-        ckpt.write_status(run_dir, "running", step, tc.steps)
-    bar = tqdm(total=tc.steps, initial=step, desc=cfg.name, unit="step", dynamic_ncols=True, disable=not main)
-    tick, tick_step = time.perf_counter(), step
+    failed: list[tuple[Member, UserError]] = []
+    step = min((m.step for m in todo), default=0)
+    end = max((m.tc.steps for m in todo), default=0)
+    name = cfg0.name if len(cfgs) == 1 else f"{cfg0.name} (ensemble of {len(cfgs)})"
+    bar = tqdm(total=end, initial=step, desc=name, unit="step", dynamic_ncols=True, disable=not world.is_main)
+    clock = Clock(step)
     try:
-        while step < tc.steps:
-            generator = step_generator(cfg.seed, step, device)
-            torch.manual_seed(step_seed(cfg.seed, step, "dropout"))  # dropout draws, reproducible per step
-            images, vectors = source.train_batch(step, tc.batch_size)
-            vectors = drop_concepts(vectors, spec, tc, generator)
-            with torch.autocast(device.type, dtype=torch.bfloat16) if autocast else nullcontext():
-                loss = process.loss(net, images, vectors, generator, shard)
-            global_loss = distributed.mean(loss, world)  # what a single process would report
-            if not torch.isfinite(global_loss):
-                raise TrainingDiverged(f"loss is {global_loss.item()} at step {step}; the last good checkpoint is kept "
-                                       f"in {run_dir} (lower train.lr or set train.grad_clip)")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            distributed.average_gradients(learned_schedule, world)  # DDP syncs the network's only
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip or math.inf)
-            optimizer.step()
-            if ema is not None:
-                ema.step(model.parameters())
+        while todo and step < end:
+            active = [m for m in todo if m.step == step]  # a member ahead after a kill waits for the others
+            step_all(active)
             step += 1
             bar.update(1)
-
-            if not main:
+            if not world.is_main:
                 continue
-            if step % tc.log_every == 0 or step == tc.steps:
-                now = time.perf_counter()
-                rate = (step - tick_step) / max(now - tick, 1e-9)
-                tick, tick_step = now, step
-                logger.log({"loss": global_loss.item(), "lr": tc.lr, "grad_norm": grad_norm.item(),
-                            "steps_per_s": rate, **process.scalars()}, step)
-                bar.set_postfix(loss=f"{global_loss.item():.4f}")
-            if step in snapshots:
-                snapshot(model, ema, process, tracker, logger, run_dir, step, cfg, keep_weights=step in kept)
-            if step % tc.checkpoint_every == 0 or step == tc.steps:
-                ckpt.save_checkpoint(run_dir, {
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "process": process.state_dict() if learned_schedule else None,
-                    "ema": ema.state_dict() if ema is not None else None,
-                    "rng": rng_states(), "step": step, "data_position": step * tc.batch_size,
-                    "wandb_run_id": logger.run_id,
-                })
-                ckpt.write_status(run_dir, "running", step, tc.steps)
-    except UserError as e:  # diverged, or out of disk: the last good checkpoint is kept
-        if main:
-            try:
-                ckpt.write_status(run_dir, "failed", step, tc.steps, str(e))
-            except UserError:  # no space even for the status line
-                pass
+            rate = None
+            for m in active:
+                due = m.due()
+                if any(due.values()):
+                    try:
+                        m.check_finite()  # nothing non-finite is ever logged or saved
+                    except TrainingDiverged as e:
+                        m.fail(e)
+                        m.finish(ok=False)
+                        failed.append((m, e))
+                        todo.remove(m)
+                        continue
+                if due["log"]:
+                    rate = clock.rate(step) if rate is None else rate
+                    m.log(rate)
+                    bar.set_postfix(loss=f"{m.last_loss.item():.4f}")
+            tracked = [m for m in active if m in todo and m.due()["snapshot"]]
+            for m, images in zip(tracked, step_all.probe_images(tracked)):
+                m.snapshot(images)
+            for m in active:
+                if m in todo and m.due()["checkpoint"]:
+                    m.checkpoint()
+            for m in [m for m in todo if m.done]:
+                m.finish(ok=True)
+                todo.remove(m)
+    except UserError as e:  # out of disk: the last good checkpoints are kept
+        for m in todo:
+            if world.is_main:
+                m.fail(e)
         raise
     finally:
         bar.close()
-        logger.finish()
-    if main:
-        ckpt.write_status(run_dir, "done", step, tc.steps)
+        for m in todo:
+            m.logger.finish()
     distributed.shutdown(world)
-    return {"step": step, "run_dir": str(run_dir), "loss": global_loss.item()}
-
-
-def snapshot(model, ema, process, tracker, logger, run_dir, step, cfg, keep_weights: bool = True):
-    """Save the raw weights (and EMA weights, and a learned noise schedule) when train.snapshots.keep keeps
-    this step's, then track the weights the tracker is set to read."""
-    if keep_weights:
-        ckpt.save_snapshot(model, run_dir, step, extra=process.save_state)
-    tracked = model
-    if ema is not None:
-        ema_model = ema_copy(model, ema)
-        if keep_weights:
-            ckpt.save_snapshot(ema_model, run_dir, step, ema=True, extra=process.save_state)
-        tracked = ema_model if cfg.tracker.weights == "ema" else model
-    if tracker is None:
-        return
-    from .tracker.track import grid_uint8, held_out_summary
-
-    rows, images = tracker.track(tracked, step)
-    logger.log(held_out_summary(rows, tracker.spec), step)
-    images = {"probe_samples": grid_uint8(tracker.grid(images))}
-    if logger.takes_images:
-        images.update(live_figures(tracker))
-    logger.log_images(images, step)
-    if cfg.tracker.log_tables:
-        logger.log_table("tracker_rows", rows, step)
-
-
-def live_figures(tracker) -> dict:
-    """The trajectory and accuracy plots of every row so far, as uint8 images for the live dashboard."""
-    from .analysis import figures as plots
-    from .analysis import run_figures as run_plots
-    from .analysis.stats import cell_stats, pick_readout
-    from .tracker.rows import read_rows
-
-    stats = cell_stats(read_rows(tracker.rows_path), tracker.spec)
-    readout = pick_readout(stats)
-    figures = {"concept_space": run_plots.trajectory_figure(stats, tracker.spec, readout=readout),
-               "heldout_accuracy": run_plots.accuracy_figure(stats, tracker.spec, readout=readout)}
-    out = {}
-    for name, fig in figures.items():
-        out[name] = plots.figure_to_uint8(fig)
-        plots.plt.close(fig)
-    return out
-
-
-def build_tracker(cfg, spec, process, run_dir, device, autocast):
-    from .readout import build_readout
-    from .tracker.probes import ProbeSet
-    from .tracker.track import Tracker
-
-    target = readout_target(cfg, spec)
-    readouts = [build_readout(kind, target, cfg.tracker.probe_path, device) for kind in cfg.tracker.readouts]
-    probes = ProbeSet.build(spec, cfg.tracker.n_probes, cfg.tracker.seed)
-    return Tracker(spec, process, readouts, probes, run_dir, sample_steps=cfg.tracker.sample_steps,
-                   batch_size=cfg.tracker.batch_size, autocast=autocast)
-
-
-def readout_target(cfg, spec: ConceptSpec):
-    """What a readout is built from: the generator settings for shapes, the run's ConceptSpec otherwise."""
-    if cfg.data.source == "shapes":
-        from synthetic_shapes import ShapesConfig
-
-        return ShapesConfig.from_cfg(cfg.data)
-    return spec
-
-
-# ---- small pieces ------------------------------------------------------------------------------------
-def rng_states() -> dict:
-    """Every global RNG state (each step reseeds anyway; kept so the checkpoint is the whole state)."""
-    states = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def step_seed(seed: int, step: int, stream: str) -> int:
-    return derive_seed(seed, step, stream)
-
-
-def step_generator(seed: int, step: int, device) -> torch.Generator:
-    return torch.Generator(device).manual_seed(step_seed(seed, step, "loss"))
-
-
-def drop_concepts(vectors, spec: ConceptSpec, tc, generator) -> torch.Tensor:
-    """CFG dropout (whole vector -> null = zeros) and per-concept dropout (that concept's slots -> 0)."""
-    if not tc.cfg_dropout and not tc.concept_dropout:
-        return vectors
-    vectors = vectors.clone()
-    n = vectors.shape[0]
-    for name, p in dict(tc.concept_dropout or {}).items():
-        mask = torch.rand(n, generator=generator, device=generator.device).to(vectors.device) < p
-        vectors[mask, spec.slot(name)] = 0.0
-    if tc.cfg_dropout:
-        mask = torch.rand(n, generator=generator, device=generator.device).to(vectors.device) < tc.cfg_dropout
-        vectors[mask] = 0.0
-    return vectors
-
-
-def make_ema(model, ema_cfg):
-    from diffusers.training_utils import EMAModel
-
-    from .model import ConceptUNet
-
-    return EMAModel(model.parameters(), decay=ema_cfg.decay, model_cls=ConceptUNet, model_config=model.config)
-
-
-def ema_copy(model, ema):
-    import copy
-
-    shadow = copy.deepcopy(model)
-    ema.copy_to(shadow.parameters())
-    return shadow
-
-
-def restore(state: dict, model, process, optimizer, ema, run_dir: Path) -> None:
-    """Load a checkpoint's state; one written under another model or optimiser config is one line."""
-    try:
-        model.load_state_dict(state["model"])
-        if process is not None:
-            process.load_state_dict(state["process"])
-        optimizer.load_state_dict(state["optimizer"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as e:
-        raise UserError(f"{run_dir / ckpt.CHECKPOINT}: written under a different config ({first_line(e, 160)}); "
-                        "pass the run's own settings (its config.yaml), or remove the checkpoint to restart") from None
-
-
-def write_run_files(run_dir: Path, cfg, spec: ConceptSpec) -> None:
-    """The resolved config and the ConceptSpec, next to everything the run writes."""
-    ckpt.atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True), fault="run_files")
-    ckpt.atomic_write_text(run_dir / "concept_spec.json", json.dumps(spec.to_dict(), indent=1), fault="run_files")
+    if failed:
+        if len(cfgs) == 1:
+            raise failed[0][1]
+        names = "; ".join(f"{m.run_dir}: {e}" for m, e in failed)
+        raise TrainingDiverged(f"{len(failed)} of {len(cfgs)} ensemble members diverged (the others finished): {names}")
+    return [{"step": m.step, "run_dir": str(m.run_dir),
+             "loss": m.last_loss.item() if m.last_loss is not None else None} for m in members]
 
 
 def check(cfg) -> None:

@@ -61,15 +61,25 @@ class VDMProcess(nn.Module):
     # ---- training ------------------------------------------------------------------------------------------
     def loss(self, model, images01, vectors, generator: torch.Generator, shard=None) -> torch.Tensor:
         """The VLB in bits per dimension, with antithetic time sampling over the (global) batch."""
-        x = self.to_model(images01)
-        n, dims = x.shape[0], x[0].numel()
-        dev = generator.device
-        u0 = torch.rand((), generator=generator, device=dev)
-        t = ((u0 + torch.arange(n, device=dev) / n) % 1.0).to(x.device)
-        eps = torch.randn(x.shape, generator=generator, device=dev).to(x.device)
-        eps0 = torch.randn(x.shape, generator=generator, device=dev).to(x.device)
+        draws = self.draw(images01.shape, generator, images01.device)
         if shard is not None:
-            x, vectors, t, eps, eps0 = shard(x), shard(vectors), shard(t), shard(eps), shard(eps0)
+            images01, vectors, draws = shard(images01), shard(vectors), {k: shard(v) for k, v in draws.items()}
+        return self.loss_from(model, images01, vectors, draws)
+
+    @staticmethod
+    def draw(shape, generator: torch.Generator, device) -> dict:
+        """A step's random draws for a batch of `shape`: antithetic times, diffusion and reconstruction noise."""
+        n, dev = shape[0], generator.device
+        u0 = torch.rand((), generator=generator, device=dev)
+        t = ((u0 + torch.arange(n, device=dev) / n) % 1.0).to(device)
+        eps = torch.randn(shape, generator=generator, device=dev).to(device)
+        eps0 = torch.randn(shape, generator=generator, device=dev).to(device)
+        return {"t": t, "eps": eps, "eps0": eps0}
+
+    def loss_from(self, model, images01, vectors, draws: dict) -> torch.Tensor:
+        """The loss given the draws: a pure function of its inputs and (b, w) (torch.func batches it)."""
+        x, t, eps, eps0 = self.to_model(images01), draws["t"], draws["eps"], draws["eps0"]
+        dims = x[0].numel()
         g_t = self.gamma(t)
         z_t = _view(torch.sigmoid(-g_t).sqrt()) * x + _view(torch.sigmoid(g_t).sqrt()) * eps
         eps_hat = model(z_t, self.model_timesteps(g_t), vectors).float()

@@ -31,20 +31,21 @@ def straight_and_resumed(cfg, tmp_path, monkeypatch, kill_at: int):
     Returns both final checkpoints."""
     import pytest
 
+    import conceptspace.member as member_module
     import conceptspace.train as train_module
 
     train_module.train(cfg, tmp_path / "straight")
-    real = train_module.step_generator
+    real = member_module.step_generator
 
     def killed(seed, step, device):
         if step == kill_at:
             raise KeyboardInterrupt
         return real(seed, step, device)
 
-    monkeypatch.setattr(train_module, "step_generator", killed)
+    monkeypatch.setattr(member_module, "step_generator", killed)
     with pytest.raises(KeyboardInterrupt):
         train_module.train(cfg, tmp_path / "resumed")
     killed_at = final_state(tmp_path / "resumed")["step"]
-    monkeypatch.setattr(train_module, "step_generator", real)
+    monkeypatch.setattr(member_module, "step_generator", real)
     train_module.train(cfg, tmp_path / "resumed")  # the same call again = resume
     return final_state(tmp_path / "straight"), final_state(tmp_path / "resumed"), killed_at

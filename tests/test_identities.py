@@ -9,11 +9,11 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-import conceptspace.train as train_module
+import conceptspace.member as member_module
 from conceptspace.diffusion import build_process
 from conceptspace.elicit.methods import LatentIntervention
+from conceptspace.member import drop_concepts
 from conceptspace.sampling import sample
-from conceptspace.train import drop_concepts
 from synthetic_shapes import ShapesConfig
 from tests.helpers import fast_cfg, straight_and_resumed
 from tests.test_train import tiny_model
@@ -105,7 +105,7 @@ def test_resume_with_concept_dropout_equals_uninterrupted(tmp_path, monkeypatch)
         masks.append((out[:, spec.slot("color")] == 0).all(-1))
         return out
 
-    monkeypatch.setattr(train_module, "drop_concepts", spy)
+    monkeypatch.setattr(member_module, "drop_concepts", spy)
     cfg = fast_cfg("train.concept_dropout={color: 0.5}", steps=6, checkpoint_every=3)
     a, b, killed_at = straight_and_resumed(cfg, tmp_path, monkeypatch, kill_at=5)
     assert killed_at == 3 and a["step"] == b["step"] == 6

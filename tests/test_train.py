@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 
+import conceptspace.member as member_module
 import conceptspace.train as train_module
 from conceptspace import checkpoint as ckpt
 from conceptspace.diffusion import build_process
@@ -130,7 +131,7 @@ def test_snapshots_are_sqrt_spaced_and_loadable(tmp_path):
 
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     cfg = fast_cfg(steps=8, checkpoint_every=2)
-    real = train_module.build_process
+    real = member_module.build_process
 
     def poisoned(diffusion_cfg):
         process = real(diffusion_cfg)
@@ -144,7 +145,7 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_pa
         process.loss = maybe_nan
         return process
 
-    monkeypatch.setattr(train_module, "build_process", poisoned)
+    monkeypatch.setattr(member_module, "build_process", poisoned)
     with pytest.raises(UserError, match="loss is nan at step 4"):
         train(cfg, tmp_path)
     assert final_state(tmp_path)["step"] == 4
@@ -184,8 +185,8 @@ def test_step_seeds_and_data_order_are_the_same_in_every_process():
     import subprocess
     import sys
 
+    from conceptspace.member import step_seed
     from conceptspace.seeding import derive_seed
-    from conceptspace.train import step_seed
 
     # train.step_seed is seeding.derive_seed: the child imports only that and the data order (not diffusers)
     assert step_seed(3, 17, "loss") == derive_seed(3, 17, "loss")

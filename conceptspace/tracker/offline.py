@@ -48,7 +48,7 @@ def main(argv: list[str]) -> int:
 def open_tracker(cfg, run_dir: Path, device, rows_file: str = "rows.jsonl"):
     from ..devices import use_bf16
     from ..diffusion import build_process
-    from ..train import build_tracker
+    from ..member import build_tracker
 
     process = build_process(cfg.diffusion)
     if list(process.parameters()):

@@ -54,11 +54,13 @@ class Tracker:
 
     def track(self, model, step: int, *, method: str = "naive", setting: str = "", vectors=None,
               guidance_scale: float = 1.0, intervention=None, probes: ProbeSet | None = None, write: bool = True,
-              save_grid: bool = True) -> tuple[list[dict], torch.Tensor]:
+              save_grid: bool = True, images: torch.Tensor | None = None) -> tuple[list[dict], torch.Tensor]:
         """Sample `probes` (default: the tracker's own; a subset or another seed stream for elicitation)
-        with prompts `vectors` (default: their class means) and turn the images into rows."""
-        images = self.images(model, vectors, guidance_scale=guidance_scale, intervention=intervention,
-                             probes=probes)
+        with prompts `vectors` (default: their class means) and turn the images into rows. `images`: the
+        probes already sampled (an ensemble samples all members' at once)."""
+        if images is None:
+            images = self.images(model, vectors, guidance_scale=guidance_scale, intervention=intervention,
+                                 probes=probes)
         rows = self.rows(images, step, method, setting, probes)
         if write and self.run_dir is not None:
             append_rows(self.rows_path, rows)

@@ -1,0 +1,260 @@
+"""Ensembles: member i equals the single run of its config (bitwise under `loop`, to fp32 rounding under
+`vmap`), a killed ensemble resumes to the uninterrupted result, a diverging member stops alone with its last
+good checkpoint, the step never reads a device value back between log and save steps, and the launcher
+groups a sweep by shape."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import conceptspace.member as member_module
+from conceptspace.errors import UserError
+from conceptspace.train import train, train_ensemble
+from tests.helpers import FAST, fast_cfg, final_state
+
+# four members that differ in what an ensemble allows to differ: seed, Δcolor, lr, EMA and CFG dropout
+MEMBERS = [("seed=0",), ("seed=1", "data.sep_col=0.6"), ("seed=2", "train.lr=3e-4"),
+           ("seed=3", "train.ema.enabled=true", "train.cfg_dropout=0.3")]
+
+
+def cfgs_of(members, *common, steps=6, tracker=True):
+    return [fast_cfg(*m, *common, steps=steps, tracker=tracker) for m in members]
+
+
+def rows(run_dir):
+    return [json.loads(line) for line in (run_dir / "tracker" / "rows.jsonl").read_text().splitlines()]
+
+
+def metrics(run_dir):  # steps_per_s is wall time, the one thing allowed to differ
+    return [{k: v for k, v in json.loads(line).items() if k != "steps_per_s"}
+            for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def singles(cfgs, root):
+    for i, cfg in enumerate(cfgs):
+        train(cfg, root / f"single{i}")
+    return [root / f"single{i}" for i in range(len(cfgs))]
+
+
+def test_loop_members_are_bitwise_their_single_runs(tmp_path):
+    cfgs = cfgs_of(MEMBERS)
+    dirs = [tmp_path / f"member{i}" for i in range(len(cfgs))]
+    out = train_ensemble(cfgs, dirs, strategy="loop")
+    assert [o["step"] for o in out] == [6] * 4
+    for ens, single in zip(dirs, singles(cfgs, tmp_path)):
+        a, b = final_state(ens), final_state(single)
+        assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+        assert all(torch.equal(x, y) for x, y in zip(a["optimizer"]["state"][0].values(),
+                                                     b["optimizer"]["state"][0].values()))
+        assert rows(ens) == rows(single) and metrics(ens) == metrics(single)
+        assert sorted(p.name for p in (ens / "snapshots").iterdir()) == \
+            sorted(p.name for p in (single / "snapshots").iterdir())
+        assert json.loads((ens / "status.json").read_text())["state"] == "done"
+    assert final_state(dirs[3])["ema"] is not None  # the EMA member kept its own EMA
+
+
+def close_rows(a, b):
+    """The clarification's rule for an fp32 ensemble: coordinates within 1e-4, decisions equal except within
+    1e-3 of the boundary."""
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert (x["step"], x["cell"], x["probe"], x["found"]) == (y["step"], y["cell"], y["probe"], y["found"])
+        for c in x["coords"]:
+            assert abs(x["coords"][c] - y["coords"][c]) < 1e-4
+            if abs(x["coords"][c] - 0.5) >= 1e-3:
+                assert (x["p"][c] > 0.5) == (y["p"][c] > 0.5)
+
+
+@pytest.mark.parametrize("formulation", [[], ["diffusion=vdm", "train.lr=1e-3", "train.grad_clip=0.01"]],
+                         ids=["ddpm", "vdm"])
+def test_vmap_members_equal_their_single_runs_to_fp32_rounding(tmp_path, formulation):
+    cfgs = cfgs_of(MEMBERS[:3], *formulation)
+    dirs = [tmp_path / f"member{i}" for i in range(len(cfgs))]
+    train_ensemble(cfgs, dirs, strategy="vmap")
+    for ens, single in zip(dirs, singles(cfgs, tmp_path)):
+        a, b = final_state(ens), final_state(single)
+        # gradients agree to ~1e-7; AdamW's first steps are about lr * sign(g), so a parameter whose gradient
+        # is ~0 may move by up to lr differently: weights agree to 1e-4 (lr 1e-3 at most here)
+        assert max((a["model"][k] - b["model"][k]).abs().max().item() for k in a["model"]) < 1e-4
+        if a["process"] is not None:  # the VDM's learned schedule trained inside the vmap too
+            assert all(torch.allclose(a["process"][k], b["process"][k], atol=1e-5) for k in a["process"])
+            assert not torch.equal(a["process"]["b"], torch.tensor(-5.0))
+        close_rows(rows(ens), rows(single))
+
+
+def test_vmap_gradients_are_each_members_own(tmp_path):
+    """One vmapped grad call gives every member the gradient it computes alone (not a sum, not a shared norm)."""
+    from conceptspace.distributed import World
+    from conceptspace.ensemble import LoopStep, VmapStep
+
+    cfgs = cfgs_of(MEMBERS[:2], tracker=False)
+    caught = {}
+    for name, strategy in (("loop", LoopStep()), ("vmap", VmapStep())):
+        ms = [member_module.Member(c, tmp_path / name / str(i), torch.device("cpu"), World())
+              for i, c in enumerate(cfgs)]
+        caught[name] = []
+        for m in ms:
+            m.update = lambda loss, m=m, into=caught[name]: into.append([p.grad.clone() for p in m.params])
+        strategy(ms)
+    for ga, gb in zip(caught["loop"], caught["vmap"]):
+        assert max((x - y).abs().max().item() for x, y in zip(ga, gb)) < 1e-6
+    assert max((x - y).abs().max().item() for x, y in zip(*caught["loop"])) > 1e-3  # the members differ
+
+
+@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+def test_a_killed_ensemble_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch, strategy):
+    cfgs = cfgs_of(MEMBERS[:2], steps=8, tracker=True)
+    straight = [tmp_path / "straight" / str(i) for i in range(2)]
+    resumed = [tmp_path / "resumed" / str(i) for i in range(2)]
+    train_ensemble(cfgs, straight, strategy)
+    real = member_module.step_generator
+
+    def killed(seed, step, device):
+        if step == 5:
+            raise KeyboardInterrupt
+        return real(seed, step, device)
+
+    monkeypatch.setattr(member_module, "step_generator", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train_ensemble(cfgs, resumed, strategy)
+    assert [final_state(d)["step"] for d in resumed] == [3, 3]
+    monkeypatch.setattr(member_module, "step_generator", real)
+    train_ensemble(cfgs, resumed, strategy)  # the same call again = resume
+    for a, b in zip(straight, resumed):
+        sa, sb = final_state(a), final_state(b)
+        assert sa["step"] == sb["step"] == 8
+        assert all(torch.equal(sa["model"][k], sb["model"][k]) for k in sa["model"])
+        assert rows(a) == rows(b) and metrics(a) == metrics(b)
+
+
+def test_members_left_at_different_steps_by_a_kill_catch_up(tmp_path, monkeypatch):
+    """A kill between two members' checkpoint writes: the member ahead waits while the other catches up."""
+    cfgs = cfgs_of(MEMBERS[:2], steps=8, tracker=True)
+    dirs = [tmp_path / str(i) for i in range(2)]
+    real = member_module.Member.checkpoint
+
+    def dies_at_second_members_checkpoint(self):
+        if self.run_dir == dirs[1] and self.step == 6:
+            raise KeyboardInterrupt
+        real(self)
+
+    monkeypatch.setattr(member_module.Member, "checkpoint", dies_at_second_members_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        train_ensemble(cfgs, dirs)
+    assert [final_state(d)["step"] for d in dirs] == [6, 3]
+    monkeypatch.setattr(member_module.Member, "checkpoint", real)
+    train_ensemble(cfgs, dirs)
+    for ens, single in zip(dirs, singles(cfgs, tmp_path)):
+        a, b = final_state(ens), final_state(single)
+        assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+        assert rows(ens) == rows(single)
+
+
+def poison(monkeypatch, member_seed: int, call: int):
+    """Member `member_seed`'s loss is NaN at its `call`-th loss."""
+    real = member_module.build_process
+
+    def build(diffusion_cfg):
+        process = real(diffusion_cfg)
+        loss, calls = process.loss, {"n": 0}
+
+        def maybe_nan(model, images, vectors, generator, shard=None):
+            value = loss(model, images, vectors, generator, shard)
+            if generator.initial_seed() in poisoned:
+                calls["n"] += 1
+                return value * float("nan") if calls["n"] == call else value
+            return value
+        process.loss = maybe_nan
+        return process
+
+    poisoned = {member_module.step_seed(member_seed, s, "loss") for s in range(100)}
+    monkeypatch.setattr(member_module, "build_process", build)
+
+
+def test_a_diverging_member_stops_alone_and_nothing_non_finite_is_saved(tmp_path, monkeypatch):
+    # logs every 100 steps: only the snapshot at step 2 and the checkpoints at 3 and 6 read the flag
+    cfgs = cfgs_of(MEMBERS[:2], "train.log_every=100", steps=6, tracker=True)
+    dirs = [tmp_path / str(i) for i in range(2)]
+    poison(monkeypatch, member_seed=1, call=2)  # member 1's step 1 is non-finite; step 2 is a snapshot
+    with pytest.raises(UserError, match=r"1 of 2 ensemble members diverged .*loss is nan at step 1"):
+        train_ensemble(cfgs, dirs)
+    assert json.loads((dirs[1] / "status.json").read_text())["state"] == "failed"
+    assert not (dirs[1] / "snapshots").exists() and not (dirs[1] / "checkpoint.pt").exists()
+    assert not (dirs[1] / "tracker" / "rows.jsonl").exists()
+    assert json.loads((dirs[0] / "status.json").read_text())["state"] == "done"
+    assert final_state(dirs[0])["step"] == 6
+
+
+def test_no_host_read_between_log_and_save_steps(tmp_path, monkeypatch):
+    """The training step itself never reads a tensor back (each read would be a device sync on a GPU)."""
+    cfg = fast_cfg("train.log_every=100", "train.snapshots.steps=[12]", steps=12, snapshots=1, checkpoint_every=100)
+    inside, steps, reads = [False], [], []
+    real_step = member_module.Member.train_step
+
+    def watched_step(self):
+        inside[0] = 2 <= self.step < 10  # well inside: no log, snapshot or checkpoint is due
+        steps.append(self.step) if inside[0] else None
+        try:
+            real_step(self)
+        finally:
+            inside[0] = False
+
+    def spying(name):
+        real = getattr(torch.Tensor, name)
+
+        def spy(self, *args, **kwargs):
+            if inside[0]:
+                reads.append(name)
+            return real(self, *args, **kwargs)
+        return spy
+
+    for name in ("item", "tolist", "__bool__", "__int__", "__float__", "cpu", "numpy"):
+        monkeypatch.setattr(torch.Tensor, name, spying(name))
+    monkeypatch.setattr(member_module.Member, "train_step", watched_step)
+    train(cfg, tmp_path)
+    assert steps == list(range(2, 10)) and reads == []
+
+
+def test_members_that_cannot_share_an_ensemble_are_one_line(tmp_path):
+    cfgs = [fast_cfg("seed=0"), fast_cfg("seed=1", "train.batch_size=4")]
+    with pytest.raises(UserError, match="must agree on"):
+        train_ensemble(cfgs, [tmp_path / "a", tmp_path / "b"])
+    with pytest.raises(UserError, match=r"hydra.launcher.strategy: got 'threads'"):
+        train_ensemble(cfgs[:1], [tmp_path / "a"], strategy="threads")
+    assert not (tmp_path / "a").exists()
+
+
+def test_the_launcher_groups_a_sweep_by_shape_into_per_job_run_dirs(tmp_path):
+    """`hydra/launcher=ensemble` over seeds x two image sizes: two shape groups, chunks of 2, each job's run
+    dir where the basic launcher puts it, and the downstream `aggregate` reads them as ordinary runs."""
+    sweep = tmp_path / "sweep"
+    fast = [o for o in FAST if not o.startswith("data.image_size=")]
+    cmd = [sys.executable, "-m", "conceptspace.cli", "train", "-m", "name=ens", *fast, "train.steps=4",
+           "train.snapshots.count=2", "train.checkpoint_every=4", "seed=0,1,2", "data.image_size=16,32",
+           "hydra/launcher=ensemble", "hydra.launcher.members=2", f"hydra.sweep.dir={sweep}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "ensemble launcher: 6 jobs -> 4 ensembles of 2+1+2+1 members (2 distinct shapes)" in done.stdout
+    runs = sorted(p for p in sweep.iterdir() if (p / "config.yaml").exists())
+    assert len(runs) == 6 and all((p / ".hydra" / "overrides.yaml").exists() for p in runs)
+    assert all(json.loads((p / "status.json").read_text())["state"] == "done" for p in runs)
+    bad = subprocess.run([*cmd[:-1], "hydra.launcher.members=0", f"hydra.sweep.dir={tmp_path / 'bad'}"],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert bad.returncode != 0 and "hydra.launcher.members: got 0" in bad.stderr
+    assert "Traceback" not in bad.stderr and not any((tmp_path / "bad").glob("*/config.yaml"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA-graph capture needs CUDA (this machine has none)")
+def test_cuda_graph_step_equals_the_eager_step(tmp_path):
+    cfg = fast_cfg("device=cuda", "train.precision=fp32", steps=6)
+    graphed = fast_cfg("device=cuda", "train.precision=fp32", "train.compile.enabled=true",
+                       "train.compile.mode=reduce-overhead", steps=6)
+    train(cfg, tmp_path / "eager")
+    train(graphed, tmp_path / "graphed")
+    a, b = final_state(tmp_path / "eager"), final_state(tmp_path / "graphed")
+    assert all(torch.allclose(a["model"][k], b["model"][k], atol=1e-5) for k in a["model"])
