@@ -1,4 +1,4 @@
-"""Ensemble throughput: K members in one process (`loop` and `vmap` strategies) against K separate runs, one
+"""Ensemble throughput: K members in one process (the `loop`, `threads` and `vmap` strategies) against K separate runs, one
 after the other and all at once, each in a fresh process (issue "Many runs in one process").
 
     python bench/bench_ensemble.py                          # laptop F3 preset members, K = 1, 2, 4, 8
@@ -66,7 +66,7 @@ def measure(mode: str, k: int, preset: str, steps: int, cores: int) -> dict:
     seeds = list(range(k))
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        if mode in ("loop", "vmap"):
+        if mode in ("loop", "threads", "vmap"):
             results = [finish(start(preset, steps, seeds, mode, cores, tmp))]
             loop_rate = results[0]["rate"] * k  # the ensemble logs ensemble steps/s; each carries k member-steps
             rss = results[0]["rss_mb"]
@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--preset", default="laptop_f3", choices=list(PRESETS))
-    parser.add_argument("--modes", nargs="+", default=["sequential", "parallel", "loop", "vmap"])
+    parser.add_argument("--modes", nargs="+", default=["sequential", "parallel", "loop", "threads", "vmap"])
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     table = {}

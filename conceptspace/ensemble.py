@@ -3,9 +3,14 @@
 Every member keeps its own state (`member.Member`: data, weights, AdamW, EMA, learned VDM schedule, run dir);
 a strategy only decides how their losses and gradients are computed:
 
-- `loop`: one member after the other, each exactly as it trains alone (bitwise the single run). On a CPU
-  this is the fast one: the probe of 2026-11-24 measured vmap 2.3x slower there (batched convolutions
-  become grouped convolutions), so `auto` is `loop` on a CPU.
+- `loop`: one member after the other, each exactly as it trains alone (bitwise the single run).
+- `threads`: the members' steps concurrently, one Python thread per core, each kernel on one intra-op
+  thread (PyTorch releases the GIL inside kernels). Small networks scale badly over intra-op threads, so on
+  the 2-core CPU two members at once beat two members in turn by 1.2x (bench/bench_ensemble.py). A member
+  equals its single run with one intra-op thread. Needs dropout 0 (dropout draws from the one global RNG,
+  which concurrent members would race for). `auto` on a CPU: `threads` for K >= 2 members without dropout,
+  else `loop`; the probe of 2026-11-24 measured vmap 2.3x slower than a loop there (batched convolutions
+  become grouped convolutions).
 - `vmap`: the members' parameters stacked (`torch.func.stack_module_state`) and one `vmap(grad_and_value)`
   of diffusers' UNet2DModel through `functional_call` for all of them; then each member clips its own
   gradient norm and steps its own AdamW. Equal to the single runs to fp32 rounding (~1e-6), not bitwise.
@@ -17,6 +22,9 @@ same per-probe noise seeds as alone), and member by member under `loop`.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 from omegaconf import OmegaConf
 from torch import nn
@@ -25,7 +33,7 @@ from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 from .errors import UserError
 from .seeding import derive_seed
 
-STRATEGIES = ("auto", "loop", "vmap")
+STRATEGIES = ("auto", "loop", "threads", "vmap")
 # what must agree for runs to share an ensemble: the network's shapes, the batch, the formulation, the device
 SHARED = ("model", "data.image_size", "train.batch_size", "train.precision", "train.compile", "diffusion", "device")
 
@@ -45,18 +53,30 @@ def check_members(cfgs: list, strategy: str) -> None:
                         "(the ensemble launcher groups a sweep by them)")
 
 
-def resolve_strategy(strategy: str, device: torch.device) -> str:
+def resolve_strategy(strategy: str, device: torch.device, cfgs: list) -> str:
+    dropout = any(float(c.model.get("dropout", 0.0)) > 0 for c in cfgs)
+    if strategy == "threads" and (dropout or device.type != "cpu"):
+        raise UserError(f"hydra.launcher.strategy: got 'threads' with {'model.dropout > 0' if dropout else device}; "
+                        "allowed: 'threads' on a CPU with model.dropout=0, else 'loop' or 'vmap'")
     if strategy == "auto":
-        return "vmap" if device.type == "cuda" else "loop"
+        if device.type == "cuda":
+            return "vmap"
+        return "threads" if len(cfgs) > 1 and not dropout and cpu_cores() > 1 else "loop"
     return strategy
 
 
-def stepper(strategy: str, device: torch.device):
-    return VmapStep() if resolve_strategy(strategy, device) == "vmap" else LoopStep()
+def cpu_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def stepper(strategy: str, device: torch.device, cfgs: list):
+    return {"loop": LoopStep, "threads": ThreadStep, "vmap": VmapStep}[resolve_strategy(strategy, device, cfgs)]()
 
 
 class LoopStep:
     """Each member's step on its own: the single run's code, member after member."""
+
+    name = "loop"
 
     def __call__(self, members: list) -> None:
         for m in members:
@@ -64,6 +84,32 @@ class LoopStep:
 
     def probe_images(self, members: list) -> list:
         return [None] * len(members)  # each member's tracker samples its own probes
+
+    def close(self) -> None:
+        pass
+
+
+class ThreadStep(LoopStep):
+    """Members' steps and probe sampling concurrently on one-thread kernels, a worker per core."""
+
+    name = "threads"
+
+    def __init__(self):
+        self.threads = torch.get_num_threads()
+        self.pool = ThreadPoolExecutor(max(1, min(self.threads, cpu_cores())))
+        torch.set_num_threads(1)
+
+    def __call__(self, members: list) -> None:
+        list(self.pool.map(lambda m: m.train_step(), members))  # list(): re-raise a member's error here
+
+    def probe_images(self, members: list) -> list:
+        tracked = [m for m in members if m.tracker is not None]
+        images = dict(zip(map(id, tracked), self.pool.map(lambda m: m.tracker.images(m.tracked_model()), tracked)))
+        return [images.get(id(m)) for m in members]
+
+    def close(self) -> None:
+        self.pool.shutdown()
+        torch.set_num_threads(self.threads)
 
 
 class LossOf(nn.Module):
@@ -82,8 +128,10 @@ class LossOf(nn.Module):
         return self.process.loss_from(self.net, images, vectors, draws)
 
 
-class VmapStep:
+class VmapStep(LoopStep):
     """All members' losses and gradients in one vmapped call; then each member's own clip and AdamW."""
+
+    name = "vmap"
 
     def __call__(self, members: list) -> None:
         if len(members) == 1:
@@ -111,7 +159,8 @@ class VmapStep:
             m.update(losses[i].detach())
 
     def probe_images(self, members: list) -> list:
-        if len(members) < 2 or len({len(m.tracker.probes.seeds) for m in members}) > 1:
+        if len(members) < 2 or any(m.tracker is None for m in members) \
+                or len({len(m.tracker.probes.seeds) for m in members}) > 1:
             return [None] * len(members)
         from .sampling import sample_members
 

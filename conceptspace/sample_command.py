@@ -198,7 +198,8 @@ def run(args, run_cfg, spec, cell, vector, steps, overrides, prompt_words) -> in
 
 
 def strip_and_gif(grids, out_dir: Path, stem: str) -> list[Path]:
-    """The run learning the prompt: one labelled frame per snapshot, as a strip (PNG) and a GIF."""
+    """The run learning the prompt: one labelled frame per snapshot, as a contact sheet (PNG: at most 12
+    frames, rows of 6, read left to right and down) and a GIF of every frame."""
     from PIL import Image
 
     from .analysis.figures import labelled_frame
@@ -206,11 +207,11 @@ def strip_and_gif(grids, out_dir: Path, stem: str) -> list[Path]:
 
     frames = [labelled_frame(Image.fromarray(grid_uint8(grid)), step) for step, grid in grids]
     shown = frames if len(frames) <= 12 else [frames[round(i * (len(frames) - 1) / 11)] for i in range(12)]
-    strip = Image.new("RGB", (sum(f.width for f in shown), shown[0].height), "white")
-    x = 0
-    for f in shown:
-        strip.paste(f, (x, 0))
-        x += f.width
+    cols = min(len(shown), 6)
+    w, h = max(f.width for f in shown), max(f.height for f in shown)
+    strip = Image.new("RGB", (cols * w, -(-len(shown) // cols) * h), "white")
+    for i, f in enumerate(shown):
+        strip.paste(f, ((i % cols) * w, (i // cols) * h))
     png, gif = out_dir / f"{stem}.png", out_dir / f"{stem}.gif"  # stems hold dots (offset=0.25)
     with atomic_output(png) as tmp:
         strip.save(tmp)

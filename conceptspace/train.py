@@ -33,7 +33,7 @@ def train(cfg, out_dir: Path) -> dict:
 
 def train_ensemble(cfgs: list, out_dirs: list[Path], strategy: str = "loop") -> list[dict]:
     """Train runs together, one step of each in turn, each to its own run dir. Returns one summary per run."""
-    from .ensemble import check_members, stepper
+    from .ensemble import check_members, resolve_strategy, stepper
 
     for cfg in cfgs:
         check(cfg)
@@ -44,6 +44,7 @@ def train_ensemble(cfgs: list, out_dirs: list[Path], strategy: str = "loop") -> 
     if world.size > 1 and len(cfgs) > 1:
         raise UserError(f"hydra/launcher=ensemble: {len(cfgs)} members under torchrun ({world.size} ranks); allowed: "
                         "one run per torchrun job, or an ensemble in one process")
+    strategy = resolve_strategy(strategy, device, cfgs)  # an impossible one is one line, before any write
     torch.backends.cudnn.benchmark = False
     torch.backends.cuda.matmul.allow_tf32 = False
 
@@ -58,13 +59,13 @@ def train_ensemble(cfgs: list, out_dirs: list[Path], strategy: str = "loop") -> 
     todo = [m for m in members if not m.done]
     for m in todo:
         m.open()
-    step_all = stepper(strategy, device)
+    step_all = stepper(strategy, device, cfgs)
 
     # ---- loop ----------------------------------------------------------------------------------------
     failed: list[tuple[Member, UserError]] = []
     step = min((m.step for m in todo), default=0)
     end = max((m.tc.steps for m in todo), default=0)
-    name = cfg0.name if len(cfgs) == 1 else f"{cfg0.name} (ensemble of {len(cfgs)})"
+    name = cfg0.name if len(cfgs) == 1 else f"{cfg0.name} (ensemble of {len(cfgs)}, {step_all.name})"
     bar = tqdm(total=end, initial=step, desc=name, unit="step", dynamic_ncols=True, disable=not world.is_main)
     clock = Clock(step)
     try:
@@ -106,6 +107,7 @@ def train_ensemble(cfgs: list, out_dirs: list[Path], strategy: str = "loop") -> 
                 m.fail(e)
         raise
     finally:
+        step_all.close()
         bar.close()
         for m in todo:
             m.logger.finish()

@@ -57,6 +57,23 @@ def test_loop_members_are_bitwise_their_single_runs(tmp_path):
     assert final_state(dirs[3])["ema"] is not None  # the EMA member kept its own EMA
 
 
+def test_threads_members_are_bitwise_their_single_runs_on_one_thread(tmp_path):
+    cfgs = cfgs_of(MEMBERS)
+    dirs = [tmp_path / f"member{i}" for i in range(len(cfgs))]
+    threads = torch.get_num_threads()
+    train_ensemble(cfgs, dirs, strategy="threads")
+    assert torch.get_num_threads() == threads  # restored after the ensemble
+    torch.set_num_threads(1)
+    try:
+        single = singles(cfgs, tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+    for ens, one in zip(dirs, single):
+        a, b = final_state(ens), final_state(one)
+        assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+        assert rows(ens) == rows(one) and metrics(ens) == metrics(one)
+
+
 def close_rows(a, b):
     """The clarification's rule for an fp32 ensemble: coordinates within 1e-4, decisions equal except within
     1e-3 of the boundary."""
@@ -84,6 +101,13 @@ def test_vmap_members_equal_their_single_runs_to_fp32_rounding(tmp_path, formula
             assert all(torch.allclose(a["process"][k], b["process"][k], atol=1e-5) for k in a["process"])
             assert not torch.equal(a["process"]["b"], torch.tensor(-5.0))
         close_rows(rows(ens), rows(single))
+
+
+def test_vmap_without_a_tracker_snapshots_and_finishes(tmp_path):
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    train_ensemble(cfgs_of(MEMBERS[:2], steps=3, tracker=False), dirs, strategy="vmap")
+    assert all(json.loads((d / "status.json").read_text())["state"] == "done" for d in dirs)
+    assert all(any((d / "snapshots").iterdir()) for d in dirs)
 
 
 def test_vmap_gradients_are_each_members_own(tmp_path):
@@ -223,8 +247,10 @@ def test_members_that_cannot_share_an_ensemble_are_one_line(tmp_path):
     cfgs = [fast_cfg("seed=0"), fast_cfg("seed=1", "train.batch_size=4")]
     with pytest.raises(UserError, match="must agree on"):
         train_ensemble(cfgs, [tmp_path / "a", tmp_path / "b"])
-    with pytest.raises(UserError, match=r"hydra.launcher.strategy: got 'threads'"):
-        train_ensemble(cfgs[:1], [tmp_path / "a"], strategy="threads")
+    with pytest.raises(UserError, match=r"hydra.launcher.strategy: got 'fibres'"):
+        train_ensemble(cfgs[:1], [tmp_path / "a"], strategy="fibres")
+    with pytest.raises(UserError, match=r"got 'threads' with model.dropout > 0"):
+        train_ensemble([fast_cfg("model.dropout=0.1")], [tmp_path / "a"], strategy="threads")
     assert not (tmp_path / "a").exists()
 
 
@@ -258,3 +284,19 @@ def test_cuda_graph_step_equals_the_eager_step(tmp_path):
     train(graphed, tmp_path / "graphed")
     a, b = final_state(tmp_path / "eager"), final_state(tmp_path / "graphed")
     assert all(torch.allclose(a["model"][k], b["model"][k], atol=1e-5) for k in a["model"])
+
+
+def test_the_launcher_composes_with_submitit_one_cluster_job_per_ensemble(tmp_path):
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "conceptspace.cli", "train", "-m", "name=ens", *FAST, "train.steps=2",
+           "train.snapshots.count=1", "train.checkpoint_every=2", "seed=0,1,2", "hydra/launcher=ensemble",
+           "hydra.launcher.members=2", "hydra.launcher.backend=submitit_local",
+           "+hydra.launcher.submitit.timeout_min=10", f"hydra.sweep.dir={sweep}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "3 jobs -> 2 ensembles of 2+1 members" in done.stdout
+    jobs = [p for p in (sweep / ".submitit").iterdir() if p.is_dir() and p.name.isdigit()]
+    assert len(jobs) == 2  # one submitit job per ensemble, not per run
+    runs = [p for p in sweep.iterdir() if (p / "status.json").exists()]
+    assert len(runs) == 3 and all(json.loads((p / "status.json").read_text())["state"] == "done" for p in runs)

@@ -3,6 +3,7 @@ every bad input one line with nothing written."""
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conceptspace.concepts import Concept, ConceptSpec
@@ -113,3 +114,46 @@ def test_runs_without_snapshots_and_broken_snapshots_are_named(run_cli, tmp_path
     code, _, err = run_cli("sample", str(broken), "blue small", "--step", "4")
     assert code == 2 and "step_000004: cannot be read" in err and err.count("\n") == 1
     assert not (broken / "samples").exists() or not list((broken / "samples").glob("*step000004*"))
+
+
+def test_the_strip_wraps_into_rows_of_six(tmp_path):
+    """Many snapshots make a contact sheet, not one very wide row: 8 frames -> 6 + 2."""
+    from conceptspace.sample_command import strip_and_gif
+
+    grids = [(step, torch.rand(3, 18, 34)) for step in range(1, 9)]
+    png, gif = strip_and_gif(grids, tmp_path, "s")
+    sheet, frame = Image.open(png), Image.open(gif)
+    assert sheet.size == (6 * frame.width, 2 * frame.height)
+    assert getattr(frame, "n_frames", 1) == 8
+
+
+def test_wandb_logs_every_grid_to_the_runs_own_wandb_run(run_cli, tmp_path, monkeypatch):
+    """`--wandb` reopens the run's W&B run (its id from the run dir) and logs one image per sampled step; a run
+    without a W&B run says so in one line."""
+    import conceptspace.logger as logger_module
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    run = tmp_path / "run"
+    train(fast_cfg("logger=wandb", steps=4, snapshots=2), run)
+    logged, opened = [], []
+    real_init = logger_module.RunLogger.__init__
+
+    def spy_init(self, cfg, run_dir, config, run_id, name):
+        opened.append(run_id)
+        real_init(self, cfg, run_dir, config, run_id, name)
+
+    monkeypatch.setattr(logger_module.RunLogger, "__init__", spy_init)
+    monkeypatch.setattr(logger_module.RunLogger, "log_images", lambda self, images, step: logged.append((images, step)))
+    code, out, err = run_cli("sample", str(run), "blue small", "--step", "all", "--n", "2", "--wandb")
+    assert code == 0, err
+    assert opened == [(run / logger_module.RUN_ID_FILE).read_text().strip()]
+    (images, step), = logged
+    assert sorted(images) == ["sample/blue-small_naive/step_000002", "sample/blue-small_naive/step_000004"] \
+        and step == 4
+    assert all(a.dtype == np.uint8 and a.ndim == 3 for a in images.values())
+
+
+def test_wandb_without_a_wandb_run_is_one_line(run_cli, tracked_run):
+    code, out, err = run_cli("sample", str(tracked_run), "blue small", "--n", "2", "--wandb")
+    assert code == 0, err
+    assert "--wandb: this run has no W&B run (logger.kind) to log to; nothing logged" in out
