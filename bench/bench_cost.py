@@ -10,15 +10,11 @@ seconds for the preset's steps (experiment=laptop/hidden_capability: 16 snapshot
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import torch
+from child import ROOT, run_child
 
-ROOT = Path(__file__).resolve().parent.parent
 PRESET = "experiment=laptop/hidden_capability"
 CHILD = """
 import json, sys
@@ -35,12 +31,7 @@ else:
 def run(what: str, overrides: list[str], steps: int = 0, probes: int = 0, sample_steps: int = 0) -> dict:
     code = CHILD.format(root=str(ROOT), bench=str(ROOT / "bench"), what=what, overrides=[PRESET, *overrides],
                         steps=steps, probes=probes, sample_steps=sample_steps)
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "WANDB_MODE": "disabled"},
-                         capture_output=True, text=True)
-    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if line is None:
-        raise SystemExit(f"{what} {' '.join(overrides)} failed:\n{out.stderr[-2000:]}")
-    return json.loads(line[len("RESULT "):])
+    return run_child(code, f"{what} {' '.join(overrides)}")
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
-"""Ensemble throughput: K members in one process (the `loop`, `threads` and `vmap` strategies) against K separate runs, one
-after the other and all at once, each in a fresh process (issue "Many runs in one process").
+"""Ensemble throughput: K members in one process (the `loop`, `threads` and `vmap` strategies) against K
+separate runs, one after the other and all at once, each in a fresh process (issue "Many runs in one process").
 
     python bench/bench_ensemble.py                          # laptop F3 preset members, K = 1, 2, 4, 8
-    python bench/bench_ensemble.py --k 1 2 4 --steps 40 --preset laptop
+    python bench/bench_ensemble.py --k 1 2 4 --steps 60 --preset laptop
 Aggregate member-steps per second two ways: the training loop alone (the runs' own steps_per_s over their
 second half) and end to end (process start, imports, data, build, loop: what a sweep waits for); with each
 mode's peak resident memory (the largest process; for K processes at once, their sum).
@@ -86,7 +86,7 @@ def measure(mode: str, k: int, preset: str, steps: int, cores: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8])
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--preset", default="laptop_f3", choices=list(PRESETS))
     parser.add_argument("--modes", nargs="+", default=["sequential", "parallel", "loop", "threads", "vmap"])
     args = parser.parse_args()
@@ -94,7 +94,7 @@ def main() -> None:
     table = {}
     for k in args.k:
         for mode in args.modes:
-            if mode == "parallel" and k == 1:
+            if k == 1 and mode != "sequential":  # one member: every mode is the single run
                 continue
             table[k, mode] = measure(mode, k, args.preset, args.steps, cores)
             print(f"measured K={k} {mode}: {table[k, mode]}", file=sys.stderr, flush=True)

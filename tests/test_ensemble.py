@@ -86,7 +86,8 @@ def close_rows(a, b):
                 assert (x["p"][c] > 0.5) == (y["p"][c] > 0.5)
 
 
-@pytest.mark.parametrize("formulation", [[], ["diffusion=vdm", "train.lr=1e-3", "train.grad_clip=0.01"]],
+@pytest.mark.parametrize("formulation", [[], ["diffusion=vdm", "model.concept_conditioning=per_block", "train.lr=1e-3",
+                                          "train.grad_clip=0.01"]],
                          ids=["ddpm", "vdm"])
 def test_vmap_members_equal_their_single_runs_to_fp32_rounding(tmp_path, formulation):
     cfgs = cfgs_of(MEMBERS[:3], *formulation)
