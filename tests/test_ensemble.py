@@ -3,6 +3,7 @@
 good checkpoint, the step never reads a device value back between log and save steps, and the launcher
 groups a sweep by shape."""
 
+import csv
 import json
 import os
 import subprocess
@@ -255,7 +256,7 @@ def test_members_that_cannot_share_an_ensemble_are_one_line(tmp_path):
     assert not (tmp_path / "a").exists()
 
 
-def test_the_launcher_groups_a_sweep_by_shape_into_per_job_run_dirs(tmp_path):
+def test_the_launcher_groups_a_sweep_by_shape_into_per_job_run_dirs(tmp_path, run_cli):
     """`hydra/launcher=ensemble` over seeds x two image sizes: two shape groups, chunks of 2, each job's run
     dir where the basic launcher puts it, and the downstream `aggregate` reads them as ordinary runs."""
     sweep = tmp_path / "sweep"
@@ -270,6 +271,13 @@ def test_the_launcher_groups_a_sweep_by_shape_into_per_job_run_dirs(tmp_path):
     runs = sorted(p for p in sweep.iterdir() if (p / "config.yaml").exists())
     assert len(runs) == 6 and all((p / ".hydra" / "overrides.yaml").exists() for p in runs)
     assert all(json.loads((p / "status.json").read_text())["state"] == "done" for p in runs)
+    code, _, err = run_cli("aggregate", str(sweep))
+    assert code == 0, err
+    with open(sweep / "aggregate" / "runs.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 6 and all(r["state"] == "done" and not r["error"] for r in table)
+    assert sorted(r["seed"] for r in table) == list("001122")
+    assert sum("image_size=32" in r["run"] for r in table) == 3
     bad = subprocess.run([*cmd[:-1], "hydra.launcher.members=0", f"hydra.sweep.dir={tmp_path / 'bad'}"],
                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert bad.returncode != 0 and "hydra.launcher.members: got 0" in bad.stderr
