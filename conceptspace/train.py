@@ -74,29 +74,28 @@ def train_ensemble(cfgs: list, out_dirs: list[Path], strategy: str = "loop") -> 
             step_all(active)
             step += 1
             bar.update(1)
-            if not world.is_main:
-                continue
-            rate = None
-            for m in active:
-                due = m.due()
-                if any(due.values()):
-                    try:
-                        m.check_finite()  # nothing non-finite is ever logged or saved
-                    except TrainingDiverged as e:
+            for m in [m for m in active if any(m.due().values())]:
+                try:  # on every rank (the loss is all-reduced, so all ranks stop together); before any write
+                    m.check_finite()
+                except TrainingDiverged as e:
+                    if world.is_main:
                         m.fail(e)
-                        m.finish(ok=False)
-                        failed.append((m, e))
-                        todo.remove(m)
-                        continue
-                if due["log"]:
-                    rate = clock.rate(step) if rate is None else rate
-                    m.log(rate)
-                    bar.set_postfix(loss=f"{m.last_loss.item():.4f}")
-            tracked = [m for m in active if m in todo and m.due()["snapshot"]]
+                    m.finish(ok=False)
+                    failed.append((m, e))
+                    todo.remove(m)
+            if not world.is_main:  # only rank 0 logs, snapshots, tracks and checkpoints
+                continue
+            active = [m for m in active if m in todo]
+            logging = [m for m in active if m.due()["log"]]
+            rate = clock.rate(step) if logging else None
+            for m in logging:
+                m.log(rate)
+                bar.set_postfix(loss=f"{m.last_loss.item():.4f}")
+            tracked = [m for m in active if m.due()["snapshot"]]
             for m, images in zip(tracked, step_all.probe_images(tracked)):
                 m.snapshot(images)
             for m in active:
-                if m in todo and m.due()["checkpoint"]:
+                if m.due()["checkpoint"]:
                     m.checkpoint()
             for m in [m for m in todo if m.done]:
                 m.finish(ok=True)
