@@ -79,7 +79,7 @@ def _run_hydra(verb: str, rest: list[str]) -> int:
     if "--dry-run" in rest:  # validate every job, write nothing (not even Hydra's output folder)
         from .dryrun import dry_run
 
-        return dry_run(verb, overrides, multirun="-m" in rest or "--multirun" in rest)
+        return dry_run(verb, overrides, multirun="-m" in rest or "--multirun" in rest, ensemble=ensemble_members(rest))
     # Check everything before Hydra creates a run dir: bad input writes nothing.
     cfg = compose(overrides)
     validate(verb, cfg)
@@ -109,6 +109,16 @@ def _run_hydra(verb: str, rest: list[str]) -> int:
     finally:
         sys.argv = saved
     return 0
+
+
+def ensemble_members(rest: list[str]) -> int | None:
+    """`hydra.launcher.members` when the command picks the ensemble launcher (its default, 8, otherwise)."""
+    if "hydra/launcher=ensemble" not in rest:
+        return None
+    value = next((a.split("=", 1)[1] for a in rest if a.startswith("hydra.launcher.members=")), "8")
+    if not value.isdigit() or int(value) < 1:
+        raise UserError(f"hydra.launcher.members: got {value!r}; allowed: an integer >= 1")
+    return int(value)
 
 
 if __name__ == "__main__":

@@ -28,17 +28,20 @@ def expand_jobs(overrides: list[str]) -> list[list[str]]:
     return [list(job) for job in itertools.product(*by_key.values())]
 
 
-def dry_run(verb: str, overrides: list[str], multirun: bool) -> int:
+def dry_run(verb: str, overrides: list[str], multirun: bool, ensemble: int | None = None) -> int:
+    """`ensemble`: members per ensemble under hydra/launcher=ensemble (prints how the jobs would group)."""
     from .model import build_model, count_parameters
     from .validate import validate
 
     if verb != "train":
         raise UserError(f"--dry-run: supported for 'train'; got {verb!r}")
     jobs = expand_jobs(overrides) if multirun else [overrides]
+    cfgs = []
     total = 0
     sizes: dict[str, int] = {}  # one model build per distinct model config (sweeps share theirs)
     for i, job in enumerate(jobs):
         cfg = compose(job)
+        cfgs.append(cfg)
         try:
             validate(verb, cfg)
         except UserError as e:
@@ -52,6 +55,11 @@ def dry_run(verb: str, overrides: list[str], multirun: bool) -> int:
         total += est["bytes"]
         print(f"job {i}: ok  {' '.join(job) or '(defaults)'}  [{cfg.model.preset}, {params / 1e6:.2f}M params, "
               f"{cfg.diffusion.name}, {cfg.train.steps} steps, disk ~{disk.human(est['bytes'])}]")
+    if ensemble is not None:
+        from .ensemble import group_key
+        from .launcher import describe, group_jobs
+
+        print(describe(group_jobs(cfgs, ensemble), len({group_key(c) for c in cfgs})))
     print(f"dry run: {len(jobs)} job{'s' if len(jobs) != 1 else ''} validated, nothing written; disk for all: "
           f"about {disk.human(total)} (free: {disk.human(disk.free_bytes(Path('.')) or 0)})")
     return 0

@@ -38,6 +38,9 @@ def test_dry_run_validates_every_job_of_a_multirun_and_writes_nothing(run_cli, t
     code, out, err = run_cli("train", "-m", "experiment=sweep/color", "seed=0,1", "model=tiny", "--dry-run")
     assert code == 0, err
     assert "dry run: 40 jobs validated, nothing written" in out and out.count("ok") == 40  # 20 Δcolor x 2 seeds
+    code, out, err = run_cli("train", "-m", "experiment=sweep/color", "seed=0,1", "model=tiny", "--dry-run",
+                             "hydra/launcher=ensemble", "hydra.launcher.members=16")
+    assert code == 0 and "ensemble launcher: 40 jobs -> 3 ensembles of 16+16+8 members (1 distinct shape)" in out
     code, _, err = run_cli("train", "-m", "data.sep_col=0.2,1.7", "--dry-run")
     assert code == 2 and "job 1" in err and "sep_col" in err and err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
