@@ -119,10 +119,7 @@ class LossOf(nn.Module):
     def __init__(self, net: nn.Module, process):
         super().__init__()
         self.net = net
-        if isinstance(process, nn.Module):
-            self.process = process
-        else:
-            self.__dict__["process"] = process  # DDPM: nothing learned, not a submodule
+        self.process = process  # a submodule when it learns something (VDM); a plain attribute for DDPM
 
     def forward(self, images, vectors, draws):
         return self.process.loss_from(self.net, images, vectors, draws)

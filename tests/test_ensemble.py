@@ -17,8 +17,8 @@ from conceptspace.errors import UserError
 from conceptspace.train import train, train_ensemble
 from tests.helpers import FAST, fast_cfg, final_state
 
-# four members that differ in what an ensemble allows to differ: seed, Δcolor, lr, EMA and CFG dropout
-MEMBERS = [("seed=0",), ("seed=1", "data.sep_col=0.6"), ("seed=2", "train.lr=3e-4"),
+# three members that differ in what an ensemble allows to differ: seed, Δcolor, lr, EMA and CFG dropout
+MEMBERS = [("seed=0",), ("seed=1", "data.sep_col=0.6", "train.lr=3e-4"),
            ("seed=3", "train.ema.enabled=true", "train.cfg_dropout=0.3")]
 
 
@@ -41,12 +41,18 @@ def singles(cfgs, root):
     return [root / f"single{i}" for i in range(len(cfgs))]
 
 
-def test_loop_members_are_bitwise_their_single_runs(tmp_path):
+@pytest.fixture(scope="module")
+def single_runs(tmp_path_factory):
+    """MEMBERS trained alone, at the default thread count."""
+    return singles(cfgs_of(MEMBERS), tmp_path_factory.mktemp("singles"))
+
+
+def test_loop_members_are_bitwise_their_single_runs(tmp_path, single_runs):
     cfgs = cfgs_of(MEMBERS)
     dirs = [tmp_path / f"member{i}" for i in range(len(cfgs))]
     out = train_ensemble(cfgs, dirs, strategy="loop")
-    assert [o["step"] for o in out] == [6] * 4
-    for ens, single in zip(dirs, singles(cfgs, tmp_path)):
+    assert [o["step"] for o in out] == [6] * 3
+    for ens, single in zip(dirs, single_runs):
         a, b = final_state(ens), final_state(single)
         assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
         assert all(torch.equal(x, y) for x, y in zip(a["optimizer"]["state"][0].values(),
@@ -55,7 +61,7 @@ def test_loop_members_are_bitwise_their_single_runs(tmp_path):
         assert sorted(p.name for p in (ens / "snapshots").iterdir()) == \
             sorted(p.name for p in (single / "snapshots").iterdir())
         assert json.loads((ens / "status.json").read_text())["state"] == "done"
-    assert final_state(dirs[3])["ema"] is not None  # the EMA member kept its own EMA
+    assert final_state(dirs[2])["ema"] is not None  # the EMA member kept its own EMA
 
 
 def test_threads_members_are_bitwise_their_single_runs_on_one_thread(tmp_path):
@@ -90,11 +96,11 @@ def close_rows(a, b):
 @pytest.mark.parametrize("formulation", [[], ["diffusion=vdm", "model.concept_conditioning=per_block", "train.lr=1e-3",
                                           "train.grad_clip=0.01"]],
                          ids=["ddpm", "vdm"])
-def test_vmap_members_equal_their_single_runs_to_fp32_rounding(tmp_path, formulation):
-    cfgs = cfgs_of(MEMBERS[:3], *formulation)
+def test_vmap_members_equal_their_single_runs_to_fp32_rounding(tmp_path, formulation, single_runs):
+    cfgs = cfgs_of(MEMBERS, *formulation)
     dirs = [tmp_path / f"member{i}" for i in range(len(cfgs))]
     train_ensemble(cfgs, dirs, strategy="vmap")
-    for ens, single in zip(dirs, singles(cfgs, tmp_path)):
+    for ens, single in zip(dirs, singles(cfgs, tmp_path) if formulation else single_runs):
         a, b = final_state(ens), final_state(single)
         # gradients agree to ~1e-7; AdamW's first steps are about lr * sign(g), so a parameter whose gradient
         # is ~0 may move by up to lr differently: weights agree to 1e-4 (lr 1e-3 at most here)
@@ -256,32 +262,44 @@ def test_members_that_cannot_share_an_ensemble_are_one_line(tmp_path):
     assert not (tmp_path / "a").exists()
 
 
-def test_the_launcher_groups_a_sweep_by_shape_into_per_job_run_dirs(tmp_path, run_cli):
-    """`hydra/launcher=ensemble` over seeds x two image sizes: two shape groups, chunks of 2, each job's run
-    dir where the basic launcher puts it, and the downstream `aggregate` reads them as ordinary runs."""
+def test_the_launcher_groups_jobs_by_shape_in_sweep_order():
+    from conceptspace.ensemble import group_key
+    from conceptspace.launcher import describe, group_jobs
+
+    cfgs = [fast_cfg(f"seed={s}", f"data.image_size={z}") for s in (0, 1, 2) for z in (16, 32)]
+    groups = group_jobs(cfgs, members=2)
+    assert groups == [[0, 2], [4], [1, 3], [5]]
+    assert describe(groups, len({group_key(c) for c in cfgs})) == \
+        "ensemble launcher: 6 jobs -> 4 ensembles of 2+1+2+1 members (2 distinct shapes)"
+    lrs = [fast_cfg(f"seed={s}", f"train.lr={lr}") for s in (0, 1) for lr in (1e-4, 1e-3)]
+    assert group_jobs(lrs, members=8) == [[0, 1, 2, 3]]  # lr and seed may differ inside an ensemble
+
+
+def test_the_launcher_trains_one_submitit_job_per_ensemble_into_per_job_run_dirs(tmp_path, run_cli):
+    """`hydra/launcher=ensemble` with the submitit backend: 3 jobs -> 2 ensembles -> 2 submitit jobs; each
+    job's run dir where the basic launcher puts it, and `aggregate` reads them as ordinary runs."""
     sweep = tmp_path / "sweep"
-    fast = [o for o in FAST if not o.startswith("data.image_size=")]
-    cmd = [sys.executable, "-m", "conceptspace.cli", "train", "-m", "name=ens", *fast, "train.steps=4",
-           "train.snapshots.count=2", "train.checkpoint_every=4", "seed=0,1,2", "data.image_size=16,32",
-           "hydra/launcher=ensemble", "hydra.launcher.members=2", f"hydra.sweep.dir={sweep}"]
+    cmd = [sys.executable, "-m", "conceptspace.cli", "train", "-m", "name=ens", *FAST, "train.steps=4",
+           "train.snapshots.count=2", "train.checkpoint_every=4", "seed=0,1,2", "hydra/launcher=ensemble",
+           "hydra.launcher.members=2", "hydra.launcher.backend=submitit_local",
+           "+hydra.launcher.submitit.timeout_min=10", f"hydra.sweep.dir={sweep}"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "ensemble launcher: 6 jobs -> 4 ensembles of 2+1+2+1 members (2 distinct shapes)" in done.stdout
+    assert "ensemble launcher: 3 jobs -> 2 ensembles of 2+1 members (1 distinct shape)" in done.stdout
+    jobs = [p for p in (sweep / ".submitit").iterdir() if p.is_dir() and p.name.isdigit()]
+    assert len(jobs) == 2  # one submitit job per ensemble, not per run
     runs = sorted(p for p in sweep.iterdir() if (p / "config.yaml").exists())
-    assert len(runs) == 6 and all((p / ".hydra" / "overrides.yaml").exists() for p in runs)
-    assert all(json.loads((p / "status.json").read_text())["state"] == "done" for p in runs)
+    assert len(runs) == 3 and all((p / ".hydra" / "overrides.yaml").exists() for p in runs)
     code, _, err = run_cli("aggregate", str(sweep))
     assert code == 0, err
     with open(sweep / "aggregate" / "runs.csv") as f:
         table = list(csv.DictReader(f))
-    assert len(table) == 6 and all(r["state"] == "done" and not r["error"] for r in table)
-    assert sorted(r["seed"] for r in table) == list("001122")
-    assert sum("image_size=32" in r["run"] for r in table) == 3
-    bad = subprocess.run([*cmd[:-1], "hydra.launcher.members=0", f"hydra.sweep.dir={tmp_path / 'bad'}"],
-                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert bad.returncode != 0 and "hydra.launcher.members: got 0" in bad.stderr
-    assert "Traceback" not in bad.stderr and not any((tmp_path / "bad").glob("*/config.yaml"))
+    assert sorted(r["seed"] for r in table) == list("012")
+    assert all(r["state"] == "done" and not r["error"] for r in table)
+    code, _, err = run_cli(*cmd[3:-1], "hydra.launcher.members=0", f"hydra.sweep.dir={tmp_path / 'bad'}")
+    assert code == 2 and "hydra.launcher.members: got 0" in err and "Traceback" not in err
+    assert not any((tmp_path / "bad").glob("*/config.yaml"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA-graph capture needs CUDA (this machine has none)")
@@ -293,19 +311,3 @@ def test_cuda_graph_step_equals_the_eager_step(tmp_path):
     train(graphed, tmp_path / "graphed")
     a, b = final_state(tmp_path / "eager"), final_state(tmp_path / "graphed")
     assert all(torch.allclose(a["model"][k], b["model"][k], atol=1e-5) for k in a["model"])
-
-
-def test_the_launcher_composes_with_submitit_one_cluster_job_per_ensemble(tmp_path):
-    sweep = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "conceptspace.cli", "train", "-m", "name=ens", *FAST, "train.steps=2",
-           "train.snapshots.count=1", "train.checkpoint_every=2", "seed=0,1,2", "hydra/launcher=ensemble",
-           "hydra.launcher.members=2", "hydra.launcher.backend=submitit_local",
-           "+hydra.launcher.submitit.timeout_min=10", f"hydra.sweep.dir={sweep}"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "3 jobs -> 2 ensembles of 2+1 members" in done.stdout
-    jobs = [p for p in (sweep / ".submitit").iterdir() if p.is_dir() and p.name.isdigit()]
-    assert len(jobs) == 2  # one submitit job per ensemble, not per run
-    runs = [p for p in sweep.iterdir() if (p / "status.json").exists()]
-    assert len(runs) == 3 and all(json.loads((p / "status.json").read_text())["state"] == "done" for p in runs)
