@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 from pathlib import Path
 
@@ -199,7 +200,8 @@ def run(args, run_cfg, spec, cell, vector, steps, overrides, prompt_words) -> in
 
 def strip_and_gif(grids, out_dir: Path, stem: str) -> list[Path]:
     """The run learning the prompt: one labelled frame per snapshot, as a contact sheet (PNG: at most 12
-    frames, rows of 6, read left to right and down) and a GIF of every frame."""
+    frames, read left to right and down, in as many columns as make the sheet about twice as wide as
+    tall) and a GIF of every frame."""
     from PIL import Image
 
     from .analysis.figures import labelled_frame
@@ -207,8 +209,8 @@ def strip_and_gif(grids, out_dir: Path, stem: str) -> list[Path]:
 
     frames = [labelled_frame(Image.fromarray(grid_uint8(grid)), step) for step, grid in grids]
     shown = frames if len(frames) <= 12 else [frames[round(i * (len(frames) - 1) / 11)] for i in range(12)]
-    cols = min(len(shown), 6)
     w, h = max(f.width for f in shown), max(f.height for f in shown)
+    cols = min(len(shown), max(1, round(math.sqrt(2 * len(shown) * h / w))))
     strip = Image.new("RGB", (cols * w, -(-len(shown) // cols) * h), "white")
     for i, f in enumerate(shown):
         strip.paste(f, ((i % cols) * w, (i // cols) * h))
