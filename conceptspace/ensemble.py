@@ -5,19 +5,21 @@ a strategy only decides how their losses and gradients are computed:
 
 - `loop`: one member after the other, each exactly as it trains alone (bitwise the single run).
 - `threads`: the members' steps concurrently, one Python thread per core, each kernel on one intra-op
-  thread (PyTorch releases the GIL inside kernels). Small networks scale badly over intra-op threads, so on
-  the 2-core CPU two members at once beat two members in turn by 1.2x (bench/bench_ensemble.py). A member
-  equals its single run with one intra-op thread. Needs dropout 0 (dropout draws from the one global RNG,
+  thread (PyTorch releases the GIL inside kernels). The laptop network runs as fast on one intra-op thread
+  as on two, so on the 2-core CPU members two at a time reach 1.2-1.4x the member-steps/s of sequential
+  runs, 1.6-2.4x end to end (bench/bench_ensemble.py, K = 2..8). A member is bitwise its single run at one
+  intra-op thread. Needs dropout 0 (dropout draws from the one global RNG,
   which concurrent members would race for). `auto` on a CPU: `threads` for K >= 2 members without dropout,
   else `loop`; the probe of 2026-11-24 measured vmap 2.3x slower than a loop there (batched convolutions
   become grouped convolutions).
 - `vmap`: the members' parameters stacked (`torch.func.stack_module_state`) and one `vmap(grad_and_value)`
   of diffusers' UNet2DModel through `functional_call` for all of them; then each member clips its own
-  gradient norm and steps its own AdamW. Equal to the single runs to fp32 rounding (~1e-6), not bitwise.
+  gradient norm and steps its own AdamW. Equal to the single runs to fp32 rounding (gradients ~1e-7), not
+  bitwise; 0.7-0.95x the sequential runs' loop on the 2-core CPU.
   `auto` picks it on a GPU, where one small model leaves the device mostly idle.
 
 Tracking at a shared snapshot step samples every member's probes in one batched call under `vmap` (the
-same per-probe noise seeds as alone), and member by member under `loop`.
+same per-probe noise seeds as alone), concurrently under `threads`, and member by member under `loop`.
 """
 
 from __future__ import annotations
