@@ -131,12 +131,16 @@ def launch(hydra_context, config, job_overrides, initial_job_idx: int, members: 
 def run_groups(groups, jobs, strategy, backend, submitit_params, sweep_dir: Path) -> list:
     """Train each ensemble (here, or as one submitit job each); the per-job results in job order."""
     results: list = [None] * len(jobs)
-    pending = []
+    pending, failures = [], []
     for group in groups:
         cfgs, dirs = [jobs[i][0] for i in group], [jobs[i][1] for i in group]
         if backend == "local":
-            for i, r in zip(group, train_group(cfgs, dirs, strategy)):
-                results[i] = r
+            try:
+                for i, r in zip(group, train_group(cfgs, dirs, strategy)):
+                    results[i] = r
+            except UserError as e:  # a diverged member: the sweep's other ensembles still train (as basic's jobs)
+                print(f"conceptspace train: ensemble of jobs {group}: {e}", file=sys.stderr, flush=True)
+                failures.append(f"jobs {group}")
             continue
         import submitit
 
@@ -148,8 +152,14 @@ def run_groups(groups, jobs, strategy, backend, submitit_params, sweep_dir: Path
         try:
             out = job.result()
         except Exception as e:  # noqa: BLE001 (the job's own error, in one line)
-            raise UserError(f"ensemble of jobs {group} (submitit job {job.job_id}) failed: "
-                            f"{str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}") from None
+            last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            print(f"conceptspace train: ensemble of jobs {group} (submitit job {job.job_id}): {last}",
+                  file=sys.stderr, flush=True)
+            failures.append(f"jobs {group}")
+            continue
         for i, r in zip(group, out):
             results[i] = r
+    if failures:
+        raise UserError(f"{len(failures)} of {len(groups)} ensembles failed ({', '.join(failures)}); the other "
+                        "runs finished, and rerunning the command resumes the failed ones")
     return results

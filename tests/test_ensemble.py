@@ -311,3 +311,23 @@ def test_cuda_graph_step_equals_the_eager_step(tmp_path):
     train(graphed, tmp_path / "graphed")
     a, b = final_state(tmp_path / "eager"), final_state(tmp_path / "graphed")
     assert all(torch.allclose(a["model"][k], b["model"][k], atol=1e-5) for k in a["model"])
+
+
+def test_a_failing_ensemble_does_not_stop_the_sweeps_others(monkeypatch, capsys):
+    """As under the basic launcher, where every job runs and the failures are reported after."""
+    import conceptspace.launcher as launcher
+
+    trained = []
+
+    def fake_train_group(cfgs, dirs, strategy):
+        trained.append(dirs)
+        if dirs[0] == "a":
+            raise UserError("1 of 2 ensemble members diverged")
+        return [{"step": 1} for _ in dirs]
+
+    monkeypatch.setattr(launcher, "train_group", fake_train_group)
+    jobs = [(None, d, None, []) for d in ("a", "b", "c")]
+    with pytest.raises(UserError, match=r"1 of 2 ensembles failed \(jobs \[0, 1\]\); the other runs finished"):
+        launcher.run_groups([[0, 1], [2]], jobs, "loop", "local", {}, None)
+    assert trained == [["a", "b"], ["c"]]
+    assert "ensemble of jobs [0, 1]: 1 of 2 ensemble members diverged" in capsys.readouterr().err
