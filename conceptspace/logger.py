@@ -39,7 +39,7 @@ class RunLogger:
             mode = os.environ.get("WANDB_MODE", mode)  # the environment wins (tests: disabled)
             self.wandb = wandb.init(project=cfg.project, entity=cfg.entity, group=name, dir=str(self.run_dir),
                                     id=run_id, resume="allow", mode=mode, config=config,
-                                    name=self.run_dir.name, reinit="finish_previous")
+                                    name=self.run_dir.name, reinit="create_new")  # ensembles: K runs at once
             (self.run_dir / RUN_ID_FILE).write_text(self.wandb.id)  # for later verbs (elicit) to log to
 
     @property

@@ -331,3 +331,19 @@ def test_a_failing_ensemble_does_not_stop_the_sweeps_others(monkeypatch, capsys)
         launcher.run_groups([[0, 1], [2]], jobs, "loop", "local", {}, None)
     assert trained == [["a", "b"], ["c"]]
     assert "ensemble of jobs [0, 1]: 1 of 2 ensemble members diverged" in capsys.readouterr().err
+
+
+def test_every_member_logs_to_its_own_wandb_run(tmp_path, monkeypatch):
+    """K W&B runs open at once in one process (offline): each member's metrics reach its own run."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    cfgs = cfgs_of(MEMBERS[:2], "logger=wandb", steps=4, tracker=True)
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    train_ensemble(cfgs, dirs, strategy="loop")
+    ids = [final_state(d)["wandb_run_id"] for d in dirs]
+    assert all(ids) and ids[0] != ids[1]
+    for d, run_id in zip(dirs, ids):
+        run = list((d / "wandb").glob(f"offline-run-*-{run_id}"))
+        assert run and list(run[0].glob("*.wandb"))
+        history = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+        assert [h["step"] for h in history if "loss" in h] == [2, 4]
