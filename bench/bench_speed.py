@@ -10,17 +10,15 @@ Prints one table: steps/s at the baseline and now, their ratio, and the authors'
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
+from child import ROOT, run_child
 
 from conceptspace.devices import native_bf16
 
-ROOT = Path(__file__).resolve().parent.parent
 # name -> (overrides valid at both commits, the authors' training step in steps/s or None). The authors' figure
 # was measured on the issue's machine (2-core Intel Xeon with AMX), not necessarily this one: shown, not divided.
 SETTINGS = {
@@ -46,12 +44,7 @@ def worktree(commit: str) -> Path:
 
 def measure(tree: Path, overrides: list[str], steps: int) -> float:
     code = CHILD.format(tree=str(tree), bench=str(ROOT / "bench"), overrides=overrides, steps=steps)
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=tree, env=env, capture_output=True, text=True)
-    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if line is None:
-        raise SystemExit(f"{tree.name}: {' '.join(overrides)} failed:\n{out.stderr[-2000:]}")
-    return json.loads(line[len("RESULT "):])["steps_per_s"]
+    return run_child(code, f"{tree.name}: {' '.join(overrides)}", cwd=tree)["steps_per_s"]
 
 
 def main() -> None:

@@ -112,13 +112,15 @@ def _run_hydra(verb: str, rest: list[str]) -> int:
 
 
 def ensemble_members(rest: list[str]) -> int | None:
-    """`hydra.launcher.members` when the command picks the ensemble launcher (its default, 8, otherwise)."""
+    """`hydra.launcher.members` (checked as the launcher checks it) when the command picks the ensemble launcher."""
     if "hydra/launcher=ensemble" not in rest:
         return None
-    value = next((a.split("=", 1)[1] for a in rest if a.startswith("hydra.launcher.members=")), "8")
-    if not value.isdigit() or int(value) < 1:
-        raise UserError(f"hydra.launcher.members: got {value!r}; allowed: an integer >= 1")
-    return int(value)
+    from .launcher import MEMBERS, check_launcher
+
+    raw = next((a.split("=", 1)[1] for a in rest if a.startswith("hydra.launcher.members=")), str(MEMBERS))
+    members = int(raw) if raw.lstrip("-").isdigit() else raw
+    check_launcher(members, "auto", "local")
+    return members
 
 
 if __name__ == "__main__":

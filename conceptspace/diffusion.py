@@ -38,10 +38,7 @@ class DDPMProcess:
         """Mean ε-MSE; timesteps and noise come from `generator` (seeded per step by the driver). They are
         drawn for the whole (global) batch; `shard` (a function tensor -> this rank's slice) then keeps
         this rank's part, so data-parallel ranks together see exactly what one process would."""
-        draws = self.draw(images01.shape, generator, images01.device)
-        if shard is not None:
-            images01, vectors, draws = shard(images01), shard(vectors), {k: shard(v) for k, v in draws.items()}
-        return self.loss_from(model, images01, vectors, draws)
+        return loss_with_draws(self, model, images01, vectors, generator, shard)
 
     def draw(self, shape, generator: torch.Generator, device) -> dict:
         """A step's random draws for a batch of `shape`: timesteps and noise."""
@@ -82,6 +79,15 @@ class DDPMProcess:
         if isinstance(sched, DDIMScheduler):
             return sched.step(eps, t, x, eta=0.0).prev_sample
         return sched.step(eps, t, x, generator=generators).prev_sample
+
+
+def loss_with_draws(process, model, images01, vectors, generator: torch.Generator, shard=None) -> torch.Tensor:
+    """Either process's `loss`: the step's draws for the whole (global) batch from `generator`, this rank's
+    shard of everything, then the pure `loss_from` (which an ensemble's vmap calls directly)."""
+    draws = process.draw(images01.shape, generator, images01.device)
+    if shard is not None:
+        images01, vectors, draws = shard(images01), shard(vectors), {k: shard(v) for k, v in draws.items()}
+    return process.loss_from(model, images01, vectors, draws)
 
 
 def check(cfg) -> None:

@@ -46,9 +46,13 @@ def group_key(cfg) -> str:
                  for k in SHARED for v in [OmegaConf.select(cfg, k)]])
 
 
-def check_members(cfgs: list, strategy: str) -> None:
+def check_strategy(strategy: str) -> None:
     if strategy not in STRATEGIES:
         raise UserError(f"hydra.launcher.strategy: got {strategy!r}; allowed: {list(STRATEGIES)}")
+
+
+def check_members(cfgs: list, strategy: str) -> None:
+    check_strategy(strategy)
     keys = {group_key(c) for c in cfgs}
     if len(keys) > 1:
         raise UserError(f"an ensemble's members must agree on {list(SHARED)}; these {len(cfgs)} runs do not "
@@ -71,8 +75,9 @@ def cpu_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def stepper(strategy: str, device: torch.device, cfgs: list):
-    return {"loop": LoopStep, "threads": ThreadStep, "vmap": VmapStep}[resolve_strategy(strategy, device, cfgs)]()
+def stepper(kind: str):
+    """The step of a strategy `resolve_strategy` returned."""
+    return {"loop": LoopStep, "threads": ThreadStep, "vmap": VmapStep}[kind]()
 
 
 class LoopStep:

@@ -24,6 +24,7 @@ from omegaconf import OmegaConf, open_dict, read_write
 from .errors import UserError
 
 BACKENDS = ("local", "submitit_local", "submitit_slurm")
+MEMBERS = 8  # hydra.launcher.members when the command does not set it
 
 
 def group_jobs(cfgs: list, members: int) -> list[list[int]]:
@@ -43,12 +44,11 @@ def describe(groups: list[list[int]], shapes: int) -> str:
 
 
 def check_launcher(members, strategy, backend) -> None:
-    from .ensemble import STRATEGIES
+    from .ensemble import check_strategy
 
     if isinstance(members, bool) or not isinstance(members, int) or members < 1:
         raise UserError(f"hydra.launcher.members: got {members!r}; allowed: an integer >= 1")
-    if strategy not in STRATEGIES:
-        raise UserError(f"hydra.launcher.strategy: got {strategy!r}; allowed: {list(STRATEGIES)}")
+    check_strategy(strategy)
     if backend not in BACKENDS:
         raise UserError(f"hydra.launcher.backend: got {backend!r}; allowed: {list(BACKENDS)}")
 

@@ -172,12 +172,33 @@ class Member:
                          "steps_per_s": steps_per_s, **self.process.scalars()}, self.step)
 
     def snapshot(self, images=None) -> None:
-        snapshot(self, images)
+        """Save the raw weights (and EMA weights, and a learned noise schedule) when train.snapshots.keep keeps
+        this step's, then track the weights the tracker is set to read (`images`: already sampled for it)."""
+        step, shadow = self.step, None
+        if step in self.kept:
+            ckpt.save_snapshot(self.model, self.run_dir, step, extra=self.process.save_state)
+            if self.ema is not None:
+                shadow = ema_copy(self.model, self.ema)
+                ckpt.save_snapshot(shadow, self.run_dir, step, ema=True, extra=self.process.save_state)
+        if self.tracker is None:
+            return
+        from .tracker.track import grid_uint8, held_out_summary
 
-    def tracked_model(self):
-        """The weights the tracker reads at a snapshot: raw, or EMA (`tracker.weights`)."""
+        model = None if images is not None else self.tracked_model(shadow)
+        rows, images = self.tracker.track(model, step, images=images)
+        self.logger.log(held_out_summary(rows, self.spec), step)
+        logged = {"probe_samples": grid_uint8(self.tracker.grid(images))}
+        if self.logger.takes_images:
+            logged.update(live_figures(self.tracker))
+        self.logger.log_images(logged, step)
+        if self.cfg.tracker.log_tables:
+            self.logger.log_table("tracker_rows", rows, step)
+
+    def tracked_model(self, shadow=None):
+        """The weights the tracker reads at a snapshot: raw, or EMA (`tracker.weights`; `shadow`: the EMA
+        weights already copied out for this step's snapshot)."""
         if self.ema is not None and self.cfg.tracker.weights == "ema":
-            return ema_copy(self.model, self.ema)
+            return shadow if shadow is not None else ema_copy(self.model, self.ema)
         return self.model
 
     def checkpoint(self) -> None:
@@ -213,28 +234,6 @@ class Clock:
         rate = (step - self.step) / max(now - self.tick, 1e-9)
         self.tick, self.step = now, step
         return rate
-
-
-def snapshot(m: Member, images=None) -> None:
-    """Save the raw weights (and EMA weights, and a learned noise schedule) when train.snapshots.keep keeps
-    this step's, then track the weights the tracker is set to read (`images`: already sampled for it)."""
-    step, keep = m.step, m.step in m.kept
-    if keep:
-        ckpt.save_snapshot(m.model, m.run_dir, step, extra=m.process.save_state)
-        if m.ema is not None:
-            ckpt.save_snapshot(ema_copy(m.model, m.ema), m.run_dir, step, ema=True, extra=m.process.save_state)
-    if m.tracker is None:
-        return
-    from .tracker.track import grid_uint8, held_out_summary
-
-    rows, images = m.tracker.track(m.tracked_model(), step, images=images)
-    m.logger.log(held_out_summary(rows, m.spec), step)
-    logged = {"probe_samples": grid_uint8(m.tracker.grid(images))}
-    if m.logger.takes_images:
-        logged.update(live_figures(m.tracker))
-    m.logger.log_images(logged, step)
-    if m.cfg.tracker.log_tables:
-        m.logger.log_table("tracker_rows", rows, step)
 
 
 def live_figures(tracker) -> dict:

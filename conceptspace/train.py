@@ -59,7 +59,7 @@ def train_ensemble(cfgs: list, out_dirs: list[Path], strategy: str = "loop") -> 
     todo = [m for m in members if not m.done]
     for m in todo:
         m.open()
-    step_all = stepper(strategy, device, cfgs)
+    step_all = stepper(strategy)
 
     # ---- loop ----------------------------------------------------------------------------------------
     failed: list[tuple[Member, UserError]] = []
@@ -74,7 +74,10 @@ def train_ensemble(cfgs: list, out_dirs: list[Path], strategy: str = "loop") -> 
             step_all(active)
             step += 1
             bar.update(1)
-            for m in [m for m in active if any(m.due().values())]:
+            due = [(m, m.due()) for m in active]
+            for m, what in due:
+                if not any(what.values()):
+                    continue
                 try:  # on every rank (the loss is all-reduced, so all ranks stop together); before any write
                     m.check_finite()
                 except TrainingDiverged as e:
@@ -85,18 +88,17 @@ def train_ensemble(cfgs: list, out_dirs: list[Path], strategy: str = "loop") -> 
                     todo.remove(m)
             if not world.is_main:  # only rank 0 logs, snapshots, tracks and checkpoints
                 continue
-            active = [m for m in active if m in todo]
-            logging = [m for m in active if m.due()["log"]]
+            due = [(m, what) for m, what in due if m in todo]
+            logging = [m for m, what in due if what["log"]]
             rate = clock.rate(step) if logging else None
             for m in logging:
                 m.log(rate)
                 bar.set_postfix(loss=f"{m.last_loss.item():.4f}")
-            tracked = [m for m in active if m.due()["snapshot"]]
+            tracked = [m for m, what in due if what["snapshot"]]
             for m, images in zip(tracked, step_all.probe_images(tracked)):
                 m.snapshot(images)
-            for m in active:
-                if m.due()["checkpoint"]:
-                    m.checkpoint()
+            for m in [m for m, what in due if what["checkpoint"]]:
+                m.checkpoint()
             for m in [m for m in todo if m.done]:
                 m.finish(ok=True)
                 todo.remove(m)

@@ -14,6 +14,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
+from .diffusion import loss_with_draws
 from .errors import UserError
 
 STATE_FILE = "vdm_schedule.json"
@@ -61,10 +62,7 @@ class VDMProcess(nn.Module):
     # ---- training ------------------------------------------------------------------------------------------
     def loss(self, model, images01, vectors, generator: torch.Generator, shard=None) -> torch.Tensor:
         """The VLB in bits per dimension, with antithetic time sampling over the (global) batch."""
-        draws = self.draw(images01.shape, generator, images01.device)
-        if shard is not None:
-            images01, vectors, draws = shard(images01), shard(vectors), {k: shard(v) for k, v in draws.items()}
-        return self.loss_from(model, images01, vectors, draws)
+        return loss_with_draws(self, model, images01, vectors, generator, shard)
 
     @staticmethod
     def draw(shape, generator: torch.Generator, device) -> dict:

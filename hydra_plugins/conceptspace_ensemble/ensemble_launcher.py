@@ -8,11 +8,13 @@ from typing import Any, Dict, Optional, Sequence
 from hydra.core.config_store import ConfigStore
 from hydra.plugins.launcher import Launcher
 
+from conceptspace.launcher import MEMBERS
+
 
 @dataclass
 class EnsembleLauncherConf:
     _target_: str = "hydra_plugins.conceptspace_ensemble.ensemble_launcher.EnsembleLauncher"
-    members: int = 8           # runs per ensemble (one process each)
+    members: int = MEMBERS     # runs per ensemble (one process each)
     strategy: str = "auto"     # auto (loop on a CPU, vmap on a GPU) | loop | vmap: conceptspace/ensemble.py
     backend: str = "local"     # local | submitit_local | submitit_slurm: one submitit job per ensemble
     submitit: Dict[str, Any] = field(default_factory=dict)  # executor.update_parameters(**submitit), e.g. timeout_min
@@ -23,7 +25,7 @@ ConfigStore.instance().store(group="hydra/launcher", name="ensemble", node=Ensem
 
 
 class EnsembleLauncher(Launcher):
-    def __init__(self, members: int = 8, strategy: str = "auto", backend: str = "local",
+    def __init__(self, members: int = MEMBERS, strategy: str = "auto", backend: str = "local",
                  submitit: Optional[dict] = None) -> None:
         self.members, self.strategy, self.backend = members, strategy, backend
         self.submitit = dict(submitit or {})
