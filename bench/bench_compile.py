@@ -2,6 +2,7 @@
 
     python bench/bench_compile.py                                   # laptop F3 preset, inductor, 300 steps
     python bench/bench_compile.py --preset experiment=laptop --steps 200 --backend inductor
+    python bench/bench_compile.py --precision bf16              # both eager and compiled in bf16 autocast
 Prints steady steps/s (the second half of the run), the run's wall time, the compile warm-up (wall time
 beyond what the steady rate explains, less eager's own) and the step count after which compiling pays.
 """
@@ -39,8 +40,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--backend", default="inductor")
     parser.add_argument("--mode", default="default")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     args = parser.parse_args()
-    base = [args.preset, "logger=none", "tracker.enabled=false", "hydra.sweeper.params={}", f"train.steps={args.steps}",
+    base = [args.preset, f"train.precision={args.precision}", "logger=none", "tracker.enabled=false",
+            "hydra.sweeper.params={}", f"train.steps={args.steps}",
             f"train.log_every={args.steps // 2}", "train.snapshots.count=1", f"train.snapshots.start={args.steps}",
             f"train.checkpoint_every={args.steps}"]
     eager = measure(base)
@@ -49,7 +52,7 @@ def main() -> None:
     overhead = {k: r["wall"] - args.steps / r["rate"] for k, r in (("eager", eager), ("compiled", compiled))}
     warmup = overhead["compiled"] - overhead["eager"]
     saving = 1 / eager["rate"] - 1 / compiled["rate"]  # seconds a compiled step saves
-    print(f"cpu x{torch.get_num_threads()}; torch {torch.__version__}; {args.preset}, tracker off, fp32; "
+    print(f"cpu x{torch.get_num_threads()}; torch {torch.__version__}; {args.preset}, tracker off, {args.precision}; "
           f"{args.steps} steps; torch.compile backend {args.backend}, mode {args.mode}")
     print(f"{'':10s} {'steps/s':>8s} {'wall s':>8s}")
     print(f"{'eager':10s} {eager['rate']:8.2f} {eager['wall']:8.1f}")

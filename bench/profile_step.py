@@ -3,6 +3,7 @@ grouped into a few kinds of operator, then the top operators themselves.
 
     python bench/profile_step.py                                  # experiment=laptop/hidden_capability
     python bench/profile_step.py experiment=paper_vdm train.batch_size=64 --steps 3
+    python bench/profile_step.py experiment=laptop/hidden_capability train.precision=bf16
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 from conceptspace.config import compose
 from conceptspace.data import build_source
+from conceptspace.devices import use_bf16
 from conceptspace.diffusion import build_process
 from conceptspace.member import step_generator
 from conceptspace.model import build_model
@@ -41,12 +43,13 @@ def main() -> None:
     model = build_model(cfg.model, source.spec, source.image_size)
     process = build_process(cfg.diffusion)
     params = [*model.parameters(), *process.parameters()]
-    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr)
+    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, fused=True)  # as the run's (member.Member)
+    autocast = use_bf16(cfg.train.precision, torch.device("cpu"), cfg.diffusion.name)
 
     def step(i: int) -> None:
         with record_function("phase: data"):
             images, vectors = source.train_batch(i, cfg.train.batch_size)
-        with record_function("phase: forward + loss"):
+        with record_function("phase: forward + loss"), torch.autocast("cpu", torch.bfloat16, enabled=autocast):
             loss = process.loss(model, images, vectors, step_generator(cfg.seed, i, torch.device("cpu")), None)
         with record_function("phase: backward"):
             optimizer.zero_grad(set_to_none=True)
@@ -68,7 +71,8 @@ def main() -> None:
     for e in events:
         kinds[kind_of(e.key)] += e.self_cpu_time_total
     print(f"{' '.join(args.overrides)}: {args.steps} steps, batch {cfg.train.batch_size}, {cfg.data.image_size}px, "
-          f"{torch.get_num_threads()} threads; {total / 1e3 / args.steps:.1f} ms of aten self time per step")
+          f"{torch.get_num_threads()} threads, {'bf16 autocast' if autocast else 'fp32'}; "
+          f"{total / 1e3 / args.steps:.1f} ms of aten self time per step")
     wall = sum(phases.values())
     print(f"{'phase (wall, inclusive)':36s} {'share':>7s} {'ms/step':>8s}")
     for name, t in phases.items():

@@ -40,8 +40,12 @@ def test_probe_i_of_a_cell_has_the_same_seed_whatever_the_probe_count():
         ProbeSet.build(spec, 0, 100)
 
 
-def test_callback_and_offline_tracking_give_identical_rows(run_cli, tmp_path):
-    train(fast_cfg("data.image_size=32", steps=4, snapshots=2, tracker=True), tmp_path)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_callback_and_offline_tracking_give_identical_rows(run_cli, tmp_path, precision):
+    """The same snapshot gives the same rows live and offline, in either precision (the offline tracker reads
+    the run's precision from its config)."""
+    train(fast_cfg("data.image_size=32", f"train.precision={precision}", steps=4, snapshots=2, tracker=True),
+          tmp_path)
     live = read_rows(tmp_path / "tracker" / "rows.jsonl")
     assert {r["step"] for r in live} == {2, 4} and len(live) == 2 * 4 * 2  # steps x cells x probes
     assert {r["cell"] for r in live if r["held_out"]} == {"blue-small"}

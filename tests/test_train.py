@@ -107,8 +107,10 @@ def test_ddpm_sampler_uses_per_sample_noise():
     assert torch.allclose(a[2:], b, atol=1e-5)
 
 
-def test_resume_after_a_kill_equals_uninterrupted(tmp_path, monkeypatch):
-    cfg = fast_cfg("train.ema.enabled=true", "train.cfg_dropout=0.2", steps=8, checkpoint_every=3)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_after_a_kill_equals_uninterrupted(tmp_path, monkeypatch, precision):
+    cfg = fast_cfg("train.ema.enabled=true", "train.cfg_dropout=0.2", f"train.precision={precision}", steps=8,
+                   checkpoint_every=3)
     a, b, killed_at = straight_and_resumed(cfg, tmp_path, monkeypatch, kill_at=7)
     assert killed_at == 6  # the last checkpoint before the kill
     assert a["step"] == b["step"] == 8
@@ -129,8 +131,9 @@ def test_snapshots_are_sqrt_spaced_and_loadable(tmp_path):
                        final_state(tmp_path)["model"]["concept_mlp.0.weight"])
 
 
-def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    cfg = fast_cfg(steps=8, checkpoint_every=2)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, precision):
+    cfg = fast_cfg(f"train.precision={precision}", steps=8, checkpoint_every=2)
     real = member_module.build_process
 
     def poisoned(diffusion_cfg):
