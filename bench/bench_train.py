@@ -45,7 +45,7 @@ def bench_sampling(overrides: list[str], n_probes: int, sample_steps: int) -> di
     model = build_model(cfg.model, spec, cfg.data.image_size).to(device)
     process = build_process(cfg.diffusion)
     probes = ProbeSet.build(spec, n_probes, 0)
-    autocast = use_bf16(cfg.train.precision, device)
+    autocast = use_bf16(cfg.train.precision, device, cfg.diffusion.name)  # as the run's tracker
     run = lambda: sample(model, process, probes.vectors(), probes.seeds, steps=sample_steps, autocast=autocast)  # noqa: E731
     run()
     start = time.perf_counter()

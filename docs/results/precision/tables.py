@@ -1,6 +1,6 @@
-"""The precision study's tables and figure (docs/precision_study.md), from the archived runs committed here
-(fp32/ and bf16/: the laptop F3 preset, seeds 0-4 each; config, status, provenance, metrics and tracker rows,
-no weights):
+"""The precision study's tables and figure (issue 21; its write-up is still to come), from the archived runs
+committed here (fp32/ and bf16/: the laptop F3 preset, seeds 0-4 each; config, status, provenance, metrics
+and tracker rows, no weights):
 
     .venv/bin/python docs/results/precision/tables.py
 Runs `conceptspace aggregate` over each precision's folder (writing its aggregate/), prints the per-condition
