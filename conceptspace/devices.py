@@ -43,22 +43,18 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def use_bf16(precision: str, device: torch.device, diffusion: str = "ddpm") -> bool:
-    """`auto`: bf16 autocast on a GPU (except formulations kept in fp32), fp32 on a CPU. A CPU with native
-    bf16 stays fp32 under `auto` until a precision study on such a CPU clears bf16 for the dynamics (learning
-    times within the seed-to-seed spread); `precision_note` says what the hardware could do."""
+    """`auto`: bf16 autocast wherever the hardware computes bf16 natively (GPUs; CPUs with AMX or
+    avx512_bf16), except formulations kept in fp32 (the VDM); fp32 elsewhere. The precision study
+    (docs/precision_study.md: laptop preset, 5 seeds each) found bf16's loss and learning times within the
+    seed-to-seed spread for the DDPM."""
     if precision == "auto":
-        return device.type == "cuda" and diffusion not in FP32_BY_DEFAULT and native_bf16(device)
+        return diffusion not in FP32_BY_DEFAULT and native_bf16(device)
     return precision == "bf16"
 
 
 def precision_note(precision: str, device: torch.device) -> str | None:
     """One line when the precision setting and the hardware disagree, else None."""
-    if device.type != "cpu":
-        return None
-    if precision == "bf16" and not native_bf16(device):
+    if device.type == "cpu" and precision == "bf16" and not native_bf16(device):
         return ("train.precision=bf16: this CPU has no native bf16 (no AMX, no avx512_bf16), so it is emulated "
                 "and about 13x slower than fp32 here; train.precision=fp32 is faster")
-    if precision == "auto" and native_bf16(device):
-        return ("train.precision=auto: fp32 on the CPU; this CPU has native bf16 (AMX or avx512_bf16), so "
-                "train.precision=bf16 would be faster (not yet cleared for the dynamics by a precision study)")
     return None

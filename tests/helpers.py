@@ -1,7 +1,8 @@
 """Small shared test settings: a tiny, fast run on 2 CPU cores."""
 
 FAST = ["logger=none", "data.image_size=16", "data.per_cell=16", "train.batch_size=8", "train.log_every=2",
-        "train.snapshots.start=2", "diffusion.sample_steps=4", "tracker.n_probes=2"]
+        "train.snapshots.start=2", "diffusion.sample_steps=4", "tracker.n_probes=2",
+        "train.precision=fp32"]  # the suite's exact-value tests are fp32; bf16 has its own, parametrised
 
 
 def fast_cfg(*overrides, steps=6, snapshots=2, checkpoint_every=3, tracker=False):

@@ -85,7 +85,7 @@ def test_laptop_presets_pin_their_precision_and_expand_to_the_claims_seeds():
     needs >= 2 Δsize x >= 3 Δcolor x >= 3 seeds, F3 >= 5 seeds; the demo is F3's condition on seed 0."""
     from conceptspace.dryrun import expand_jobs
 
-    for name in ("laptop/grid", "laptop/hidden_capability", "demo"):
+    for name in ("laptop", "laptop/grid", "laptop/hidden_capability", "demo"):
         assert compose([f"experiment={name}"]).train.precision == "fp32", name
     grid = [dict(o.split("=", 1) for o in job if "=" in o) for job in expand_jobs(["experiment=laptop/grid"])]
     assert len({j["data.sep_col"] for j in grid}) >= 3 and len({j["data.sep_size"] for j in grid}) >= 2
