@@ -196,7 +196,7 @@ def load_checkpoint(run_dir: Path, device) -> dict | None:
     except pickle.UnpicklingError:
         raise UserError(f"{path}: cannot be loaded safely (it holds objects beyond tensors and plain containers, "
                         "which weights_only loading refuses); remove it to restart the run from step 0") from None
-    except Exception as e:  # noqa: BLE001: truncated or corrupted
+    except Exception as e:  # noqa: BLE001 (a truncated or corrupted file)
         raise UserError(f"{path}: cannot be loaded safely ({type(e).__name__}: {first_line(e, 100)}); remove it "
                         "to restart the run from step 0") from None
 
