@@ -66,8 +66,10 @@ def main() -> None:
     t = bench_training(overrides, args.steps)
     s = bench_sampling(overrides, args.probes, args.sample_steps)
     device = "cuda: " + torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()}"
+    cfg = compose(overrides)
+    bf16 = use_bf16(cfg.train.precision, resolve_device(cfg.device), cfg.diffusion.name)
     print(f"device {device}; torch {torch.__version__}; preset {args.preset} ({s['params_M']:.2f}M params); "
-          f"32x32, batch {args.batch}")
+          f"32x32, batch {args.batch}; {'bf16 autocast' if bf16 else 'fp32'} (train.precision={cfg.train.precision})")
     print(f"{'what':44s} {'value':>12s}")
     print(f"{'train steps/s (real loop, tracker off)':44s} {t['steps_per_s']:12.2f}")
     print(f"{'train images/s':44s} {t['img_per_s']:12.1f}")
