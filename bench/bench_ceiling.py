@@ -20,6 +20,7 @@ import argparse
 import time
 
 import torch
+from bench_network import fwd_bwd_gflop
 from bench_train import bench_training
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -71,18 +72,8 @@ def network(overrides: list[str]):
     return model, (torch.randn(batch, 3, size, size), torch.full((batch,), 500.0), torch.rand(batch, spec.dim))
 
 
-def step_gflop(overrides: list[str]) -> float:
-    """Forward+backward GFLOP of one training step's network call (the batch at the config's size)."""
-    model, inputs = network(overrides)
-    with FlopCounterMode(display=False) as counter:
-        model(*inputs).square().sum().backward()
-    return counter.get_total_flops() / 1e9
-
-
-def network_rate(overrides: list[str], bf16: bool) -> float:
+def network_rate(model: torch.nn.Module, inputs: tuple, bf16: bool) -> float:
     """Steps/s of the network's forward+backward alone: no data, no diffusion, no optimizer, no logging."""
-    model, inputs = network(overrides)
-
     def step():
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             out = model(*inputs)
@@ -98,7 +89,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--target", type=float, default=1.1, help="steps/s the issue asks for on this machine")
     args = parser.parse_args()
-    gflop = step_gflop(args.setting)
+    model, inputs = network(args.setting)
+    gflop = fwd_bwd_gflop(model, inputs)  # one training step's network call, at the config's batch and size
     caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
     print(f"cpu {caps.get('cpu_name', '?')}, {torch.get_num_threads()} threads, native bf16 "
           f"{native_bf16(torch.device('cpu'))}; torch {torch.__version__}; {' '.join(args.setting)}: "
@@ -110,7 +102,7 @@ def main() -> None:
         bf16 = precision == "bf16"
         mm = matmul_rate(torch.bfloat16 if bf16 else torch.float32)
         conv = conv_rate(bf16)
-        alone = network_rate(args.setting, bf16)
+        alone = network_rate(model, inputs, bf16)
         loop = bench_training([*args.setting, f"train.precision={precision}", "data.per_cell=256"],
                               args.steps)["steps_per_s"]
         print(f"{precision:10s} {mm:15.0f} {conv:13.0f} {alone:14.3f} {loop:10.3f} {loop * gflop:13.0f} "

@@ -32,14 +32,19 @@ REMAINING = {  # differences no structure table shows, for model/paper
 }
 
 
+def fwd_bwd_gflop(model: torch.nn.Module, inputs: tuple) -> float:
+    """GFLOP of one forward and backward pass of model on inputs (torch.utils.flop_counter)."""
+    with FlopCounterMode(display=False) as counter:
+        model(*inputs).square().sum().backward()
+    return counter.get_total_flops() / 1e9
+
+
 def measure(preset: str, *overrides: str) -> dict:
     spec = ShapesConfig().spec
     cfg = compose([f"model={preset}", *overrides])
     model = build_model(cfg.model, spec, 32)
-    x, t, c = torch.randn(1, 3, 32, 32), torch.tensor([500.0]), torch.rand(1, spec.dim)
-    with FlopCounterMode(display=False) as counter:
-        model(x, t, c).square().sum().backward()
-    return {"preset": preset, "params": count_parameters(model), "gflop": counter.get_total_flops() / 1e9,
+    inputs = torch.randn(1, 3, 32, 32), torch.tensor([500.0]), torch.rand(1, spec.dim)
+    return {"preset": preset, "params": count_parameters(model), "gflop": fwd_bwd_gflop(model, inputs),
             "structure": model.structure_table(), "resnets": sum(r["resnets_down"] + r["resnets_up"]
                                                                 for r in model.structure_table())}
 
