@@ -1,4 +1,5 @@
-"""Choosing the device and the precision from config (`device: auto|cpu|cuda[:N]`, `precision: auto|fp32|bf16`)."""
+"""Choosing the device and the precision from config (`device: auto|cpu|cuda[:N]`,
+`precision: auto|fp32|bf16|bf16_fp32_input`)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ def resolve_device(name: str) -> torch.device:
 # Formulations that `precision: auto` keeps in fp32: in the VDM, once the learned γ(0) falls below about
 # −11.5, bf16 rounding of the noisy image is as large as the noise itself (σ₀ ≈ 3e-3 against bf16's 2^-8).
 FP32_BY_DEFAULT = ("vdm",)
+PRECISIONS = ("auto", "fp32", "bf16", "bf16_fp32_input")
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -49,12 +51,19 @@ def use_bf16(precision: str, device: torch.device, diffusion: str = "ddpm") -> b
     seed-to-seed spread for the DDPM."""
     if precision == "auto":
         return diffusion not in FP32_BY_DEFAULT and native_bf16(device)
-    return precision == "bf16"
+    return precision in ("bf16", "bf16_fp32_input")
+
+
+def fp32_input(precision: str) -> bool:
+    """`bf16_fp32_input`: bf16 autocast with the network's input convolution in fp32 (model.FP32InputConv). In
+    the VDM the noisy image near t = 0 carries noise below bf16's rounding of the image; a trained first
+    convolution reads it from the fp32 values (docs/precision_study.md, "The VDM")."""
+    return precision == "bf16_fp32_input"
 
 
 def precision_note(precision: str, device: torch.device) -> str | None:
     """One line when the precision setting and the hardware disagree, else None."""
-    if device.type == "cpu" and precision == "bf16" and not native_bf16(device):
-        return ("train.precision=bf16: this CPU has no native bf16 (no AMX, no avx512_bf16), so it is emulated "
+    if device.type == "cpu" and precision in ("bf16", "bf16_fp32_input") and not native_bf16(device):
+        return (f"train.precision={precision}: this CPU has no native bf16 (no AMX, no avx512_bf16), so it is emulated "
                 "and about 13x slower than fp32 here; train.precision=fp32 is faster")
     return None

@@ -24,7 +24,7 @@ from . import checkpoint as ckpt
 from . import disk, distributed, provenance
 from .concepts import ConceptSpec
 from .data import build_source
-from .devices import use_bf16
+from .devices import fp32_input, use_bf16
 from .diffusion import build_process
 from .errors import UserError, first_line
 from .logger import NullLogger, RunLogger, truncate_jsonl
@@ -45,6 +45,8 @@ class Member:
         self.spec = self.source.spec
         torch.manual_seed(cfg.seed)  # initial weights
         self.model = build_model(cfg.model, self.spec, self.source.image_size).to(device)
+        if fp32_input(tc.precision):
+            self.model.keep_input_conv_fp32()
         self.process = build_process(cfg.diffusion)
         self.learned_schedule = list(self.process.parameters())  # VDM learns its noise schedule with the network
         if self.learned_schedule:
@@ -94,7 +96,7 @@ class Member:
             for f in ("metrics.jsonl", "tracker/rows.jsonl"):
                 truncate_jsonl(run_dir / f, self.step)
             write_run_files(run_dir, self.cfg, self.spec)
-            provenance.record(run_dir, self.device, self.autocast)
+            provenance.record(run_dir, self.device, self.autocast, fp32_input(self.tc.precision))
 
     def open(self) -> None:
         """Logger, tracker and the network the step calls (DDP-wrapped, compiled), for a run with steps left."""

@@ -37,6 +37,16 @@ from .errors import UserError
 
 SITES = ("auto", "embedding", "blocks")
 STRUCTURES = ("diffusers", "paper")
+
+
+class FP32InputConv(nn.Conv2d):
+    """The network's input convolution in fp32 inside bf16 autocast (`train.precision=bf16_fp32_input`). bf16
+    rounds an image value near 1 by up to 2^-9; the VDM's noisy image near t = 0 carries less noise than
+    that, which only the fp32 values still hold (docs/precision_study.md, "The VDM")."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return super().forward(x.float())
 PAPER_INPUT_DIM = 11  # the paper's conditioning vector: shape 2, x, y, colour 3, size 1, bg 3
 # (prototype concept vectors (1, dim), timesteps (B,)) -> the site module's output for them, (1 or B, C)
 SiteResponse = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -194,6 +204,13 @@ class ConceptUNet(ModelMixin, ConfigMixin):
         if self.per_block:
             raise UserError("this model has per-block concept MLPs and no shared concept embedding")
         return self.concept_mlp(concepts)
+
+    def keep_input_conv_fp32(self) -> "ConceptUNet":
+        """Run the input convolution in fp32 under bf16 autocast. Only its class changes: the same parameter
+        objects (an optimizer built on them keeps them), the same state-dict names, so snapshots load in any
+        precision. Applied where the precision is known: training (member.py) and offline tracking."""
+        self.unet.conv_in.__class__ = FP32InputConv
+        return self
 
     def save_config(self, save_directory, push_to_hub: bool = False, **kwargs):
         """save_pretrained writes the config first, then the weights: a fault point between the two."""

@@ -39,7 +39,7 @@ def _git(*args: str, strip: bool = True) -> str:
     return out.strip() if strip else out
 
 
-def session(device, bf16: bool) -> dict:
+def session(device, bf16: bool, fp32_input: bool = False) -> dict:
     import diffusers
     import torch
 
@@ -48,17 +48,17 @@ def session(device, bf16: bool) -> dict:
     return {"code": code_version(), "python": platform.python_version(), "torch": torch.__version__,
             "diffusers": diffusers.__version__, "machine": f"{platform.node()} ({platform.machine()}, "
             f"{_cpu_name()}, {torch.get_num_threads()} threads)", "device": str(device),
-            "precision": "bf16 autocast" if bf16 else "fp32",
+            "precision": ("bf16 autocast" + (", fp32 input conv" if fp32_input else "")) if bf16 else "fp32",
             "native_bf16": native_bf16(torch.device(device)), "command": " ".join(sys.argv)}
 
 
-def record(run_dir: Path, device, bf16: bool) -> dict:
+def record(run_dir: Path, device, bf16: bool, fp32_input: bool = False) -> dict:
     """Append this start's session to RUN_DIR/provenance.json (atomically) and return it."""
     from .checkpoint import atomic_write_text
 
     path = Path(run_dir) / FILE
     sessions = read(run_dir)
-    entry = session(device, bf16)
+    entry = session(device, bf16, fp32_input)
     atomic_write_text(path, json.dumps(sessions + [entry], indent=1), fault="run_files")
     return entry
 

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from . import disk, distributed
-from .devices import precision_note, resolve_device
+from .devices import PRECISIONS, precision_note, resolve_device
 from .diffusion import check_any as check_diffusion
 from .errors import UserError
 from .logger import check as check_logger
@@ -132,8 +132,8 @@ def check(cfg) -> None:
         if isinstance(tc[key], bool) or not isinstance(tc[key], (int, float)) or tc[key] < 0 \
                 or (key == "lr" and tc[key] == 0):
             raise UserError(f"train.{key}: got {tc[key]!r}; allowed: a number > 0" + (" or = 0" if key != "lr" else ""))
-    if tc.precision not in ("auto", "fp32", "bf16"):
-        raise UserError(f"train.precision: got {tc.precision!r}; allowed: ['auto', 'fp32', 'bf16']")
+    if tc.precision not in PRECISIONS:
+        raise UserError(f"train.precision: got {tc.precision!r}; allowed: {list(PRECISIONS)}")
     allowed = {"mode": ["default", "reduce-overhead", "max-autotune"], "backend": ["inductor", "aot_eager"]}
     for key, values in allowed.items():
         if tc.compile[key] not in values:

@@ -13,6 +13,7 @@ VERBS = ["render", "train", "train-probe", "track", "elicit", "report", "aggrega
     ("model.dropout=1.5", "model.dropout"),
     ("data.image_size=30", "data.image_size"),
     ("train.snapshots.segments=[{count:3,start:10,stop:50}]", "train.snapshots.segments[0]"),
+    ("train.precision=fp16", "'bf16_fp32_input']"),  # the field's allowed values, named in full
 ])
 def test_bad_model_and_schedule_settings_write_nothing(run_cli, tmp_path, override, field):
     out = tmp_path / "run"

@@ -33,26 +33,68 @@ def test_train_precision_bf16_reaches_the_training_step_and_the_tracker(tmp_path
     provenance says which precision ran."""
     from conceptspace import checkpoint as ckpt
     from conceptspace import provenance
+    from conceptspace.model import FP32InputConv
     from conceptspace.run import load_run_config, load_snapshot
     from conceptspace.sampling import sample
-    from conceptspace.tracker.offline import open_tracker
+    from conceptspace.tracker.offline import open_tracker, tracked_model
     from conceptspace.train import train
     from tests.helpers import fast_cfg, final_state
 
-    runs = {}
-    for precision in ("fp32", "bf16"):
+    runs, label = {}, {"fp32": "fp32", "bf16": "bf16 autocast", "bf16_fp32_input": "bf16 autocast, fp32 input conv"}
+    for precision in label:
         run = tmp_path / precision
         train(fast_cfg(f"train.precision={precision}", steps=2, snapshots=1, tracker=True), run)
         runs[precision] = run
-        assert provenance.read(run)[0]["precision"] == (
-            "bf16 autocast" if precision == "bf16" else "fp32")
-    a, b = (final_state(runs[p])["model"] for p in ("fp32", "bf16"))
-    assert any(not torch.equal(a[k], b[k]) for k in a)
+        assert provenance.read(run)[0]["precision"] == label[precision]
+    final = {p: final_state(runs[p])["model"] for p in label}
+    for p, q in [("fp32", "bf16"), ("bf16", "bf16_fp32_input")]:
+        assert any(not torch.equal(final[p][k], final[q][k]) for k in final[p]), (p, q)
     # the tracker samples in the run's precision (samples this early are noise, so compare the images)
     tracker = open_tracker(load_run_config(runs["bf16"]), runs["bf16"], torch.device("cpu"))
     model = load_snapshot(ckpt.snapshot_dir(runs["bf16"], 2), torch.device("cpu"))
     probes = tracker.probes
     kwargs = dict(steps=4, batch_size=tracker.batch_size)
     assert tracker.autocast
-    assert not torch.equal(sample(model, tracker.process, probes.vectors(), probes.seeds, autocast=True, **kwargs),
-                           sample(model, tracker.process, probes.vectors(), probes.seeds, autocast=False, **kwargs))
+    bf16 = sample(model, tracker.process, probes.vectors(), probes.seeds, autocast=True, **kwargs)
+    assert not torch.equal(bf16, sample(model, tracker.process, probes.vectors(), probes.seeds, autocast=False,
+                                        **kwargs))
+    # offline tracking of a bf16_fp32_input run loads its snapshots with the fp32 input conv, as trained
+    cfg = load_run_config(runs["bf16_fp32_input"])
+    snapshot = ckpt.snapshot_dir(runs["bf16_fp32_input"], 2)
+    assert type(tracked_model(cfg, snapshot, "cpu").unet.conv_in) is FP32InputConv
+    assert type(tracked_model(load_run_config(runs["bf16"]), snapshot, "cpu").unet.conv_in) is torch.nn.Conv2d
+    mixed = sample(tracked_model(cfg, snapshot, "cpu"), tracker.process, probes.vectors(), probes.seeds,
+                   autocast=True, **kwargs)
+    assert not torch.equal(mixed, sample(load_snapshot(snapshot, "cpu"), tracker.process, probes.vectors(),
+                                         probes.seeds, autocast=True, **kwargs))
+
+
+def test_fp32_input_conv_keeps_the_noise_bf16_rounds_away():
+    """The VDM's case near t = 0: noise of 1e-3 on image values near 1, below bf16's rounding (2^-8 there).
+    Under bf16 autocast the input convolution's response to the noise is mostly rounding; with
+    keep_input_conv_fp32 it is the fp32 response, in fp32. Only the class changes: the same parameter objects
+    and state-dict names, so optimizers and snapshots are unaffected."""
+    from conceptspace.config import compose
+    from conceptspace.model import build_model
+    from synthetic_shapes import ShapesConfig
+
+    cfg = compose(["model=tiny"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model, ShapesConfig.from_cfg(cfg.data).spec, 16)
+    image = 0.9 + 0.05 * torch.rand(4, 3, 16, 16)
+    noisy = image + 1e-3 * torch.randn(image.shape)
+
+    def response():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return model.unet.conv_in(noisy).float() - model.unet.conv_in(image).float()
+
+    exact = torch.nn.functional.conv2d(noisy - image, model.unet.conv_in.weight, padding=1)
+    rounded = response()
+    params, keys = [id(p) for p in model.parameters()], list(model.state_dict())
+    model.keep_input_conv_fp32()
+    kept = response()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model.unet.conv_in(noisy).dtype == torch.float32
+    assert torch.allclose(kept, exact, atol=1e-6)
+    assert (rounded - exact).abs().mean() > 0.5 * exact.abs().mean()  # bf16: mostly rounding, not noise
+    assert [id(p) for p in model.parameters()] == params and list(model.state_dict()) == keys

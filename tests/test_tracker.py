@@ -40,7 +40,7 @@ def test_probe_i_of_a_cell_has_the_same_seed_whatever_the_probe_count():
         ProbeSet.build(spec, 0, 100)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "bf16_fp32_input"])
 def test_callback_and_offline_tracking_give_identical_rows(run_cli, tmp_path, precision):
     """The same snapshot gives the same rows live and offline, in either precision (the offline tracker reads
     the run's precision from its config)."""

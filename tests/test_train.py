@@ -107,7 +107,7 @@ def test_ddpm_sampler_uses_per_sample_noise():
     assert torch.allclose(a[2:], b, atol=1e-5)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "bf16_fp32_input"])
 def test_resume_after_a_kill_equals_uninterrupted(tmp_path, monkeypatch, precision):
     cfg = fast_cfg("train.ema.enabled=true", "train.cfg_dropout=0.2", f"train.precision={precision}", steps=8,
                    checkpoint_every=3)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..devices import fp32_input
 from ..errors import UserError
 from ..run import device_from, load_run_config, load_snapshot, snapshots_or_error
 from .rows import read_rows
@@ -37,7 +38,7 @@ def main(argv: list[str]) -> int:
     todo = [(s, p) for s, p in snapshots_or_error(args.run_dir, ema=weights == "ema")
             if not wanted <= {ro for st, ro in done if st == s}]
     for step, path in todo:
-        model = load_snapshot(path, device)
+        model = tracked_model(cfg, path, device)
         tracker.process.load_state(path)  # a learned noise schedule (VDM) travels with the snapshot
         tracker.track(model, step)
         print(f"tracked step {step}")
@@ -57,6 +58,12 @@ def open_tracker(cfg, run_dir: Path, device, rows_file: str = "rows.jsonl"):
                                                                                   cfg.diffusion.name))
     tracker.rows_file = rows_file
     return tracker
+
+
+def tracked_model(cfg, snapshot: Path, device):
+    """A snapshot's network in the precision its run trained and tracked it in."""
+    model = load_snapshot(snapshot, device)
+    return model.keep_input_conv_fp32() if fp32_input(cfg.train.precision) else model
 
 
 def spec_of(run_dir: Path):
