@@ -38,6 +38,10 @@ from .errors import UserError
 SITES = ("auto", "embedding", "blocks")
 STRUCTURES = ("diffusers", "paper")
 
+PAPER_INPUT_DIM = 11  # the paper's conditioning vector: shape 2, x, y, colour 3, size 1, bg 3
+# (prototype concept vectors (1, dim), timesteps (B,)) -> the site module's output for them, (1 or B, C)
+SiteResponse = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
 
 class FP32InputConv(nn.Conv2d):
     """The network's input convolution in fp32 inside bf16 autocast (`train.precision=bf16_fp32_input`). bf16
@@ -47,9 +51,6 @@ class FP32InputConv(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, enabled=False):
             return super().forward(x.float())
-PAPER_INPUT_DIM = 11  # the paper's conditioning vector: shape 2, x, y, colour 3, size 1, bg 3
-# (prototype concept vectors (1, dim), timesteps (B,)) -> the site module's output for them, (1 or B, C)
-SiteResponse = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class ConceptUNet(ModelMixin, ConfigMixin):
