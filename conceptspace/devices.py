@@ -32,7 +32,8 @@ def resolve_device(name: str) -> torch.device:
 # near t = 0 is more than the noise σ once the learned γ(0) has drifted low; a 3-seed probe measured +0.11
 # bits/dim of final loss in plain bf16, 5x the seed spread (docs/precision_study.md, "The VDM").
 FP32_BY_DEFAULT = ("vdm",)
-PRECISIONS = ("auto", "fp32", "bf16", "bf16_fp32_input")
+BF16_PRECISIONS = ("bf16", "bf16_fp32_input")  # the explicit settings that run bf16 autocast
+PRECISIONS = ("auto", "fp32", *BF16_PRECISIONS)
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -52,7 +53,7 @@ def use_bf16(precision: str, device: torch.device, diffusion: str = "ddpm") -> b
     seed-to-seed spread for the DDPM."""
     if precision == "auto":
         return diffusion not in FP32_BY_DEFAULT and native_bf16(device)
-    return precision in ("bf16", "bf16_fp32_input")
+    return precision in BF16_PRECISIONS
 
 
 def fp32_input(precision: str) -> bool:
@@ -64,7 +65,7 @@ def fp32_input(precision: str) -> bool:
 
 def precision_note(precision: str, device: torch.device) -> str | None:
     """One line when the precision setting and the hardware disagree, else None."""
-    if device.type == "cpu" and precision in ("bf16", "bf16_fp32_input") and not native_bf16(device):
+    if device.type == "cpu" and precision in BF16_PRECISIONS and not native_bf16(device):
         return (f"train.precision={precision}: this CPU has no native bf16 (no AMX, no avx512_bf16), so it is emulated "
                 "and about 13x slower than fp32 here; train.precision=fp32 is faster")
     return None
