@@ -28,12 +28,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-# Formulations that `precision: auto` keeps in fp32. The VDM: bf16 rounds the noisy image by up to 2^-9, which
-# near t = 0 is more than the noise σ once the learned γ(0) has drifted low; a 3-seed probe measured +0.11
-# bits/dim of final loss in plain bf16, 5x the seed spread (docs/precision_study.md, "The VDM").
-FP32_BY_DEFAULT = ("vdm",)
 BF16_PRECISIONS = ("bf16", "bf16_fp32_input")  # the explicit settings that run bf16 autocast
 PRECISIONS = ("auto", "fp32", *BF16_PRECISIONS)
+# What `precision: auto` runs per formulation where bf16 is native (docs/precision_study.md). The VDM stays fp32:
+# bf16 rounds the noisy image by up to 2^-9, more than its noise near t = 0 once γ(0) has drifted low (+0.11
+# bits/dim of final loss in plain bf16, 5x the seed spread, in a 3-seed probe).
+AUTO_BF16 = {"ddpm": "bf16", "vdm": "fp32"}
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -46,21 +46,26 @@ def native_bf16(device: torch.device) -> bool:
     return bool(caps.get("amx_bf16") or caps.get("avx512_bf16"))
 
 
-def use_bf16(precision: str, device: torch.device, diffusion: str = "ddpm") -> bool:
-    """`auto`: bf16 autocast wherever the hardware computes bf16 natively (GPUs; CPUs with AMX or
-    avx512_bf16), except formulations kept in fp32 (the VDM); fp32 elsewhere. The precision study
-    (docs/precision_study.md: laptop preset, 5 seeds each) found bf16's loss and learning times within the
-    seed-to-seed spread for the DDPM."""
-    if precision == "auto":
-        return diffusion not in FP32_BY_DEFAULT and native_bf16(device)
-    return precision in BF16_PRECISIONS
+def resolve_precision(precision: str, device: torch.device, diffusion: str) -> str:
+    """The precision a run computes in: fp32, bf16 or bf16_fp32_input. `auto`: AUTO_BF16's choice for the
+    formulation wherever the hardware computes bf16 natively (GPUs; CPUs with AMX or avx512_bf16), fp32
+    elsewhere. The DDPM's study (laptop preset, 5 seeds each) found bf16's loss and learning times within the
+    seed-to-seed spread."""
+    if precision != "auto":
+        return precision
+    return AUTO_BF16[diffusion] if native_bf16(device) else "fp32"
 
 
-def fp32_input(precision: str) -> bool:
-    """`bf16_fp32_input`: bf16 autocast with the network's input convolution in fp32 (model.FP32InputConv). In
-    the VDM the noisy image near t = 0 carries noise below bf16's rounding of the image; a trained first
-    convolution reads it from the fp32 values (docs/precision_study.md, "The VDM")."""
-    return precision == "bf16_fp32_input"
+def use_bf16(precision: str, device: torch.device, diffusion: str) -> bool:
+    """Whether the run computes under bf16 autocast."""
+    return resolve_precision(precision, device, diffusion) in BF16_PRECISIONS
+
+
+def fp32_input(precision: str, device: torch.device, diffusion: str) -> bool:
+    """Whether the network's input convolution stays fp32 under bf16 autocast (model.FP32InputConv). In the VDM
+    the noisy image near t = 0 carries noise below bf16's rounding of the image; a trained first convolution
+    reads it from the fp32 values (docs/precision_study.md, "The VDM")."""
+    return resolve_precision(precision, device, diffusion) == "bf16_fp32_input"
 
 
 def precision_note(precision: str, device: torch.device) -> str | None:

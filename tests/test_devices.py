@@ -1,5 +1,8 @@
 """Device, precision and thread choices: what `auto` picks from the hardware, and who wins."""
 
+from unittest.mock import patch
+
+import pytest
 import torch
 
 
@@ -33,10 +36,13 @@ def test_train_precision_bf16_reaches_the_training_step_and_the_tracker(tmp_path
     provenance says which precision ran."""
     from conceptspace import checkpoint as ckpt
     from conceptspace import provenance
+    from conceptspace.errors import UserError
     from conceptspace.model import FP32InputConv
     from conceptspace.run import load_run_config, load_snapshot
     from conceptspace.sampling import sample
+    from conceptspace.tracker.offline import main as track_main
     from conceptspace.tracker.offline import open_tracker, tracked_model
+    from conceptspace.tracker.track import Tracker
     from conceptspace.train import train
     from tests.helpers import fast_cfg, final_state
 
@@ -67,6 +73,15 @@ def test_train_precision_bf16_reaches_the_training_step_and_the_tracker(tmp_path
                    autocast=True, **kwargs)
     assert not torch.equal(mixed, sample(load_snapshot(snapshot, "cpu"), tracker.process, probes.vectors(),
                                          probes.seeds, autocast=True, **kwargs))
+    # `conceptspace track --precision fp32` reads the same snapshots in fp32: no autocast, the plain input conv
+    seen = []
+    with patch.object(Tracker, "track", lambda self, model, step: seen.append((self.autocast, type(model.unet.conv_in),
+                                                                              self.rows_file))):
+        assert track_main([str(runs["bf16_fp32_input"]), "--precision", "fp32", "--rows", "fp32.jsonl"]) == 0
+        assert track_main([str(runs["bf16_fp32_input"]), "--rows", "again.jsonl"]) == 0
+    assert set(seen) == {(False, torch.nn.Conv2d, "fp32.jsonl"), (True, FP32InputConv, "again.jsonl")}
+    with pytest.raises(UserError, match="--precision.*'bf16_fp32_input'"):
+        track_main([str(runs["bf16_fp32_input"]), "--precision", "fp16"])
 
 
 def test_fp32_input_conv_keeps_the_noise_bf16_rounds_away():

@@ -129,13 +129,18 @@ def test_last_step_noise_variance_keeps_fp32_precision_at_low_gamma():
 @pytest.mark.parametrize("native", [True, False])
 def test_precision_auto_keeps_the_vdm_in_fp32_and_needs_native_bf16(monkeypatch, native):
     from conceptspace import devices
-    from conceptspace.devices import precision_note, use_bf16
+    from conceptspace.devices import fp32_input, precision_note, resolve_precision, use_bf16
 
     monkeypatch.setattr(devices, "native_bf16", lambda device: native)
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     for device in (cuda, cpu):  # auto: bf16 exactly where it is native, never for the VDM
-        assert use_bf16("auto", device, "ddpm") == native and not use_bf16("auto", device, "vdm")
-    assert use_bf16("bf16", cpu, "vdm") and not use_bf16("fp32", cuda, "ddpm")
+        assert resolve_precision("auto", device, "ddpm") == ("bf16" if native else "fp32")
+        assert resolve_precision("auto", device, "vdm") == "fp32"
+        assert not use_bf16("auto", device, "vdm") and not fp32_input("auto", device, "vdm")
+        assert not fp32_input("auto", device, "ddpm")
+    # an explicit setting is what runs, whatever the hardware or the formulation
+    assert use_bf16("bf16", cpu, "vdm") and not fp32_input("bf16", cpu, "vdm")
+    assert not use_bf16("fp32", cuda, "ddpm") and fp32_input("bf16_fp32_input", cpu, "ddpm")
     # one line when an explicit bf16 would be emulated on this CPU, nothing otherwise
     assert ("emulated" in (precision_note("bf16", cpu) or "")) == (not native)
     assert precision_note("auto", cpu) is None and precision_note("fp32", cpu) is None

@@ -1,8 +1,10 @@
 """`conceptspace track RUN_DIR`: probe every saved snapshot of a run, exactly as the training callback does.
 
     conceptspace track RUN_DIR [--weights raw|ema] [--readouts analytic,learned] [--probe-path DIR]
-                               [--rows rows.jsonl] [--device auto]
+                               [--rows rows.jsonl] [--device auto] [--precision fp32|bf16|bf16_fp32_input|auto]
 Snapshots whose rows are already in the rows file are skipped, so rerunning continues where it stopped.
+`--precision` samples in another precision than the run trained in (default: the run's `train.precision`),
+e.g. to tell a precision's effect on training from its effect on the tracker's samples; give it its own --rows.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..devices import fp32_input
+import torch
+
+from ..devices import PRECISIONS, fp32_input
 from ..errors import UserError
 from ..run import device_from, load_run_config, load_snapshot, snapshots_or_error
 from .rows import read_rows
@@ -24,8 +28,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--probe-path", default=None)
     parser.add_argument("--rows", default="rows.jsonl", help="file name under RUN_DIR/tracker/")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--precision", choices=PRECISIONS, default=None, help="default: the run's train.precision")
     args = parse(parser, argv)
     cfg = load_run_config(args.run_dir)
+    if args.precision:
+        cfg.train.precision = args.precision
     if args.readouts:
         cfg.tracker.readouts = args.readouts.split(",")
     if args.probe_path:
@@ -63,7 +70,8 @@ def open_tracker(cfg, run_dir: Path, device, rows_file: str = "rows.jsonl"):
 def tracked_model(cfg, snapshot: Path, device):
     """A snapshot's network in the precision its run trained and tracked it in."""
     model = load_snapshot(snapshot, device)
-    return model.keep_input_conv_fp32() if fp32_input(cfg.train.precision) else model
+    keep = fp32_input(cfg.train.precision, torch.device(device), cfg.diffusion.name)
+    return model.keep_input_conv_fp32() if keep else model
 
 
 def spec_of(run_dir: Path):
