@@ -293,6 +293,11 @@ def test_summarise_run(tmp_path):
     assert summary["convergence"]["corners"] == (STEPS[5], False) and summary["readout"] == "analytic"
     assert summary["memorisation"]["blue-small"]["corner"] == "red-small"  # size has the stronger signal at Δ 0.4
     assert summary["no_object"]["blue-small"] == 0.0
+    # another rows file of the same run (e.g. `conceptspace track --rows`) is read instead when named
+    other = write_run(tmp_path / "other", learn_at={"color": 4, "size": 3})
+    (other / "tracker" / "rows.jsonl").rename(run / "tracker" / "other.jsonl")
+    again = rundir.summarise_run(run, rows_file="other.jsonl")["learning_times"]["blue-small"]["color"]["paper"]
+    assert STEPS[4] < again.step < lt["color"]["paper"].step
 
 
 # ---- verbs --------------------------------------------------------------------------------------------------

@@ -75,13 +75,14 @@ def train_accuracy(stats, spec, readout) -> tuple[np.ndarray, np.ndarray]:
     return steps, np.mean([c.accuracy for c in same], axis=0)
 
 
-def summarise_run(run_dir) -> dict:
+def summarise_run(run_dir, rows_file: str = "rows.jsonl") -> dict:
     """Every metric of one run (readout 'analytic' if present, else 'learned'). A run without rows (just
-    started, or failed early) gets empty results, so sweeps can still list it."""
+    started, or failed early) gets empty results, so sweeps can still list it. `rows_file`: another file under
+    RUN_DIR/tracker/, e.g. one `conceptspace track --rows` wrote with other tracker settings."""
     run_dir = Path(run_dir)
     config, status = read_config(run_dir), read_status(run_dir)
     spec = load_spec(run_dir, config)
-    rows = read_rows(run_dir / "tracker" / "rows.jsonl")
+    rows = read_rows(run_dir / "tracker" / rows_file)
     by_half = {None: cell_stats(rows, spec), 0: cell_stats(rows, spec, half=0), 1: cell_stats(rows, spec, half=1)}
     stats = by_half[None]
     readout = pick_readout(stats)
