@@ -24,7 +24,7 @@ import torch
 from child import ROOT, run_child
 
 from conceptspace.config import compose
-from conceptspace.devices import native_bf16, use_bf16
+from conceptspace.devices import native_bf16, resolve_precision
 
 # The authors' training step (batch 64, 32 px) ran at 0.54 and 0.52 steps/s on the issue's 2-core Xeon with AMX,
 # where 0998b58 ran at 0.32 and 0.33: their code was 1.63x the baseline there. Their code cannot run here, so
@@ -87,14 +87,16 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
     args = parser.parse_args()
     base = worktree(args.baseline)
-    bf16 = native_bf16(torch.device("cpu"))
-    precisions = ["fp32", "bf16"] if bf16 else ["fp32"]
+    cpu = torch.device("cpu")
+    bf16 = native_bf16(cpu)
     rows = []
     for name in args.only:
         steps = args.steps * (5 if name == "laptop" else 1)
+        auto = resolve_precision("auto", cpu, compose(SETTINGS[name][0]).diffusion.name)
+        precisions = list(dict.fromkeys(["fp32", "bf16", auto] if bf16 else ["fp32"]))
         before = measure(name, base, "fp32", steps, baseline=True)
         after = {p: measure(name, ROOT, p, steps, baseline=False) for p in precisions}
-        rows.append((name, before, after))
+        rows.append((name, before, {**after, "auto": {**after[auto], "precision": auto}}))
     caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
     print(f"cpu {caps.get('cpu_name', '?')}, {torch.get_num_threads()} threads, native bf16 {bf16}; "
           f"torch {torch.__version__}; paper rows 32x32, laptop rows the preset's 16x16; baseline in fp32")
@@ -102,24 +104,26 @@ def main() -> None:
     if loops:
         print(f"training loop, steps/s (tracker off); authors here = the issue machine's authors/baseline ratio "
               f"({AUTHORS_OVER_BASELINE:.2f}) x the baseline here, an estimate; auto = the precision "
-              "train.precision=auto runs (the VDM: fp32)")
+              "train.precision=auto runs here")
         print(f"{'setting':12s} {'@' + args.baseline:>10s} {'now fp32':>9s} {'now bf16':>9s} {'fp32/base':>10s} "
-              f"{'bf16/base':>10s} {'authors (issue)':>16s} {'authors here':>13s} {'auto/authors':>13s}")
+              f"{'bf16/base':>10s} {'auto is':>16s} {'now auto':>9s} {'authors (issue)':>16s} {'authors here':>13s} "
+              f"{'auto/authors':>13s}")
         for name, before, after in loops:
             b, f = before["steps_per_s"], after["fp32"]["steps_per_s"]
             h = after["bf16"]["steps_per_s"] if "bf16" in after else None
+            auto = after["auto"]["steps_per_s"]
             authors = SETTINGS[name][1]
             here = b * AUTHORS_OVER_BASELINE if authors else None
-            auto = h if h and use_bf16("auto", torch.device("cpu"), compose(SETTINGS[name][0]).diffusion.name) else f
             print(f"{name:12s} {b:10.3f} {f:9.3f} {fmt(h, '9.3f')} {f / b:10.2f} {fmt(h and h / b, '10.2f')} "
-                  f"{fmt(authors, '16.2f')} {fmt(here, '13.3f')} {fmt(here and auto / here, '13.2f')}")
+                  f"{after['auto']['precision']:>16s} {auto:9.3f} {fmt(authors, '16.2f')} {fmt(here, '13.3f')} "
+                  f"{fmt(here and auto / here, '13.2f')}")
     for name, before, after in rows:
         if name != "laptop_run":
             continue
         print("laptop whole run at a third of its length (2,000 steps, 10 snapshots x 16 probes/cell tracked live, "
               "then elicit 8 settings x 16 probes x 10 snapshots), wall seconds")
         print(f"{'':12s} {'train+track':>12s} {'elicit':>8s} {'total':>8s} {'base/this':>10s}")
-        for label, r in [("@" + args.baseline, before), *((f"now {p}", after[p]) for p in precisions)]:
+        for label, r in [("@" + args.baseline, before), *((f"now {p}", r) for p, r in after.items() if p != "auto")]:
             print(f"{label:12s} {r['train']:12.1f} {r['elicit']:8.1f} {r['wall']:8.1f} "
                   f"{before['wall'] / r['wall']:10.2f}")
 
