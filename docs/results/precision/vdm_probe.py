@@ -1,11 +1,12 @@
 """The VDM precision studies (issue 21; write-up in docs/precision_study.md, "The VDM"): does bf16 autocast change a
 VDM's training once its learned γ(0) is below −11.5, and does keeping the input convolution in fp32
-(`train.precision=bf16_fp32_input`) undo it? Two studies, seeds 0-2 in each precision:
-- `probe`: laptop preset, γ(0) started at −11 (γ_min) so that it crosses −11.5 within 600 steps; 3k steps;
-  fp32, bf16, bf16_fp32_input.
-- `gate`: the issue's test for making the mixed scheme the VDM's default: from the default γ_min −5, 9k steps
-  (γ(0) crosses −11.5 on the way), fp32 against bf16_fp32_input; the laptop preset with the demo's network
-  width [16, 32, 32] so that its 6 runs fit in an hour on 2 cores (the commands are in the write-up).
+(`train.precision=bf16_fp32_input`) undo it? Two studies:
+- `probe` (seeds 0-2): laptop preset, γ(0) started at −11 (γ_min) so that it crosses −11.5 within 600 steps;
+  3k steps; fp32, bf16, bf16_fp32_input.
+- `gate` (seeds 0-4): the issue's test for making the mixed scheme the VDM's default: from the default γ_min −5,
+  9k steps (γ(0) crosses −11.5 on the way), fp32 against bf16_fp32_input; the laptop preset with the demo's network
+  width [16, 32, 32] so that a pair of runs takes 20 min on 2 cores (the commands are in the write-up). Its
+  control: the bf16 runs' snapshots re-tracked in fp32 (FP32_ROWS), so learning times compare training alone.
 
     .venv/bin/python docs/results/precision/vdm_probe.py --study gate --archive runs/laptop   # once, from the runs
     .venv/bin/python docs/results/precision/vdm_probe.py --study gate                         # tables and figure
@@ -146,6 +147,16 @@ def diffusion_bits(d: dict, precision: str) -> float:
     return 0.5 * d["w"] * np.trapezoid(d["mse"][precision], d["t"]) / math.log(2)
 
 
+def recon_bits(run: Path) -> float:
+    """The VLB's reconstruction term in bits/dim at the final snapshot's γ(0), in expectation over its noise:
+    0.5 e^γ(0) / σ_data² + log σ_data + 0.5 log 2π (conceptspace/vdm.py). At γ(0) ≈ −12 it moves by about
+    3.8 bits/dim per unit of γ(0), so a small difference in the drift shows in the loss."""
+    from omegaconf import OmegaConf
+
+    dn = float(OmegaConf.load(run / "config.yaml").diffusion.data_noise)
+    return (0.5 * math.exp(per_t(run)["gamma_0"]) / dn**2 + math.log(dn) + 0.5 * math.log(2 * math.pi)) / math.log(2)
+
+
 def times(run: Path, rows_file: str = "rows.jsonl") -> dict[str, tuple[int, bool]]:
     """(step, censored) of the held-out T0.8 per concept and of the corners' convergence, from the run's own
     rows or another rows file."""
@@ -204,7 +215,7 @@ def tables(study: Study) -> str:
     lines = ["| seed | precision | γ(0) < −11.5 from step | final γ(0) | final loss, bits/dim | vs fp32 | "
              "diffusion term (own precision) | " + " | ".join(TIMES.values()) + " |",
              "|---|---|---|---|---|---|---|" + "---|" * len(TIMES)]
-    paired = {p: {"loss": [], "gamma": [], "diff": []} for p in study.precisions}
+    paired = {p: {"loss": [], "gamma": [], "diff": [], "recon": []} for p in study.precisions}
     for seed in sorted(base):
         for p in study.precisions:
             run = runs_of(study, p).get(seed)
@@ -217,14 +228,15 @@ def tables(study: Study) -> str:
             paired[p]["loss"].append(loss - ref)
             paired[p]["gamma"].append(g0 - logged(base[seed])[2][-1])
             paired[p]["diff"].append(diff - diffusion_bits(per_t(base[seed]), "fp32"))
+            paired[p]["recon"].append(recon_bits(run) - recon_bits(base[seed]))
             lines.append(f"| {seed} | {p} | {rounding_step(run)} | {g0:.2f} | {loss:.3f} | {loss - ref:+.3f} | "
                          f"{diff:.3f} | " + " | ".join(step_text(tt[k]) for k in TIMES) + " |")
     lines += ["", "Paired against fp32 on the same seed, median [range] over seeds:", ""]
     for p in study.precisions[1:]:
         if paired[p]["loss"]:
             lines.append(f"- **{p}** ({len(paired[p]['loss'])} seeds): final loss {spread(paired[p]['loss'])} "
-                         f"bits/dim; diffusion term {spread(paired[p]['diff'])}; final γ(0) "
-                         f"{spread(paired[p]['gamma'])}")
+                         f"bits/dim; diffusion term {spread(paired[p]['diff'])}; reconstruction term at the final "
+                         f"γ(0) {spread(paired[p]['recon'])}; final γ(0) {spread(paired[p]['gamma'])}")
     fp32_runs = list(base.values())
     lines += ["", "The fp32 runs' final snapshots evaluated in each precision (inference only, same weights), "
               "diffusion term in bits/dim, median [range]:", ""]
