@@ -68,7 +68,7 @@ def open_tracker(cfg, run_dir: Path, device, rows_file: str = "rows.jsonl"):
 
 
 def tracked_model(cfg, snapshot: Path, device):
-    """A snapshot's network in the precision its run trained and tracked it in."""
+    """A snapshot's network set up for cfg.train.precision: the run's, unless `--precision` replaced it."""
     model = load_snapshot(snapshot, device)
     keep = fp32_input(cfg.train.precision, torch.device(device), cfg.diffusion.name)
     return model.keep_input_conv_fp32() if keep else model
