@@ -127,16 +127,16 @@ def test_last_step_noise_variance_keeps_fp32_precision_at_low_gamma():
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_precision_auto_keeps_the_vdm_in_fp32_and_needs_native_bf16(monkeypatch, native):
+def test_precision_auto_gives_the_vdm_an_fp32_input_conv_and_needs_native_bf16(monkeypatch, native):
     from conceptspace import devices
     from conceptspace.devices import fp32_input, precision_note, resolve_precision, use_bf16
 
     monkeypatch.setattr(devices, "native_bf16", lambda device: native)
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    for device in (cuda, cpu):  # auto: bf16 exactly where it is native, never for the VDM
+    for device in (cuda, cpu):  # auto: bf16 exactly where it is native; the VDM keeps its input conv in fp32
         assert resolve_precision("auto", device, "ddpm") == ("bf16" if native else "fp32")
-        assert resolve_precision("auto", device, "vdm") == "fp32"
-        assert not use_bf16("auto", device, "vdm") and not fp32_input("auto", device, "vdm")
+        assert resolve_precision("auto", device, "vdm") == ("bf16_fp32_input" if native else "fp32")
+        assert use_bf16("auto", device, "vdm") == native == fp32_input("auto", device, "vdm")
         assert not fp32_input("auto", device, "ddpm")
     # an explicit setting is what runs, whatever the hardware or the formulation
     assert use_bf16("bf16", cpu, "vdm") and not fp32_input("bf16", cpu, "vdm")
