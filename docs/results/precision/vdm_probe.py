@@ -201,7 +201,7 @@ def control_table(study: Study) -> list[str]:
             censored = sum(fp32_times[s][k][1] + read[s][k][1] for s in runs)
             lines.append(f"- {what}: paired difference median {np.median(gap):+,.0f} [{min(gap):+,}, {max(gap):+,}] "
                          f"steps; fp32's seed-to-seed range {min(ref):,} to {max(ref):,} ({max(ref) - min(ref):,} "
-                         f"steps); {censored} censored")
+                         f"steps); censored: {censored} of the {2 * len(runs)} times")
     return lines
 
 
