@@ -45,7 +45,8 @@ class Member:
         self.spec = self.source.spec
         torch.manual_seed(cfg.seed)  # initial weights
         self.model = build_model(cfg.model, self.spec, self.source.image_size).to(device)
-        if fp32_input(tc.precision, device, cfg.diffusion.name):
+        self.fp32_input = fp32_input(tc.precision, device, cfg.diffusion.name)
+        if self.fp32_input:
             self.model.keep_input_conv_fp32()
         self.process = build_process(cfg.diffusion)
         self.learned_schedule = list(self.process.parameters())  # VDM learns its noise schedule with the network
@@ -96,8 +97,7 @@ class Member:
             for f in ("metrics.jsonl", "tracker/rows.jsonl"):
                 truncate_jsonl(run_dir / f, self.step)
             write_run_files(run_dir, self.cfg, self.spec)
-            provenance.record(run_dir, self.device, self.autocast,
-                              fp32_input(self.tc.precision, self.device, self.cfg.diffusion.name))
+            provenance.record(run_dir, self.device, self.autocast, self.fp32_input)
 
     def open(self) -> None:
         """Logger, tracker and the network the step calls (DDP-wrapped, compiled), for a run with steps left."""
