@@ -16,6 +16,7 @@ every run), evaluated in each of the three precisions. The second call reads onl
 """
 
 import argparse
+import functools
 import gzip
 import json
 import math
@@ -157,6 +158,7 @@ def recon_bits(run: Path) -> float:
     return (0.5 * math.exp(per_t(run)["gamma_0"]) / dn**2 + math.log(dn) + 0.5 * math.log(2 * math.pi)) / math.log(2)
 
 
+@functools.cache  # each run's rows are summarised once, though the tables read them several times
 def times(run: Path, rows_file: str = "rows.jsonl") -> dict[str, tuple[int, bool]]:
     """(step, censored) of the held-out T0.8 per concept and of the corners' convergence, from the run's own
     rows or another rows file."""
