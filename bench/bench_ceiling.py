@@ -22,6 +22,7 @@ import time
 import torch
 from bench_network import fwd_bwd_gflop
 from bench_train import bench_training
+from machine import cpu_name
 from torch.utils.flop_counter import FlopCounterMode
 
 from conceptspace.config import compose
@@ -91,8 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     model, inputs = network(args.setting)
     gflop = fwd_bwd_gflop(model, inputs)  # one training step's network call, at the config's batch and size
-    caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
-    print(f"cpu {caps.get('cpu_name', '?')}, {torch.get_num_threads()} threads, native bf16 "
+    print(f"cpu {cpu_name()}, {torch.get_num_threads()} threads, native bf16 "
           f"{native_bf16(torch.device('cpu'))}; torch {torch.__version__}; {' '.join(args.setting)}: "
           f"{gflop:.0f} GFLOP forward+backward per step")
     print(f"{'precision':10s} {'matmul GFLOP/s':>15s} {'conv GFLOP/s':>13s} {'fwd+bwd alone':>14s} "

@@ -4,15 +4,19 @@
     python bench/bench_compile.py --preset experiment=laptop --steps 200 --backend inductor
     python bench/bench_compile.py --precision bf16              # both eager and compiled in bf16 autocast
 Prints steady steps/s (the second half of the run), the run's wall time, the compile warm-up (wall time
-beyond what the steady rate explains, less eager's own) and the step count after which compiling pays.
+beyond what the steady rate explains, less eager's own) and the step count after which compiling pays. The
+compiled run goes twice, in fresh processes sharing one new inductor cache (TORCHINDUCTOR_CACHE_DIR): first
+cold, as a machine's first run of a preset, then warm, as every later run of that preset (a sweep's seeds).
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 
 import torch
 from child import ROOT, run_child
+from machine import cpu_name
 
 CHILD = """
 import json, sys, tempfile, time
@@ -30,8 +34,8 @@ print("RESULT " + json.dumps({{"rate": lines[-1]["steps_per_s"], "wall": wall}})
 """
 
 
-def measure(overrides: list[str]) -> dict:
-    return run_child(CHILD.format(root=str(ROOT), overrides=overrides), " ".join(overrides))
+def measure(overrides: list[str], env: dict | None = None) -> dict:
+    return run_child(CHILD.format(root=str(ROOT), overrides=overrides), " ".join(overrides), env=env)
 
 
 def main() -> None:
@@ -47,19 +51,22 @@ def main() -> None:
             f"train.log_every={args.steps // 2}", "train.snapshots.count=1", f"train.snapshots.start={args.steps}",
             f"train.checkpoint_every={args.steps}"]
     eager = measure(base)
-    compiled = measure([*base, "train.compile.enabled=true", f"train.compile.backend={args.backend}",
-                        f"train.compile.mode={args.mode}"])
-    overhead = {k: r["wall"] - args.steps / r["rate"] for k, r in (("eager", eager), ("compiled", compiled))}
-    warmup = overhead["compiled"] - overhead["eager"]
-    saving = 1 / eager["rate"] - 1 / compiled["rate"]  # seconds a compiled step saves
-    print(f"cpu x{torch.get_num_threads()}; torch {torch.__version__}; {args.preset}, tracker off, {args.precision}; "
-          f"{args.steps} steps; torch.compile backend {args.backend}, mode {args.mode}")
-    print(f"{'':10s} {'steps/s':>8s} {'wall s':>8s}")
-    print(f"{'eager':10s} {eager['rate']:8.2f} {eager['wall']:8.1f}")
-    print(f"{'compiled':10s} {compiled['rate']:8.2f} {compiled['wall']:8.1f}")
-    pays = f"after {warmup / saving:.0f} steps" if saving > 0 else "never (no steady gain)"
-    print(f"gain {compiled['rate'] / eager['rate']:.2f}x; warm-up {warmup:.1f} s; compiling pays {pays}")
-
+    flags = [*base, "train.compile.enabled=true", f"train.compile.backend={args.backend}",
+             f"train.compile.mode={args.mode}"]
+    with tempfile.TemporaryDirectory() as cache:  # empty: the cold run compiles everything
+        env = {"TORCHINDUCTOR_CACHE_DIR": cache}
+        compiled = {"cold cache": measure(flags, env), "warm cache": measure(flags, env)}
+    print(f"cpu {cpu_name()}, {torch.get_num_threads()} threads; torch {torch.__version__}; {args.preset}, "
+          f"tracker off, {args.precision}; {args.steps} steps; torch.compile backend {args.backend}, mode {args.mode}")
+    print(f"{'':20s} {'steps/s':>8s} {'wall s':>8s} {'gain':>6s} {'warm-up s':>10s}  compiling pays")
+    print(f"{'eager':20s} {eager['rate']:8.2f} {eager['wall']:8.1f}")
+    eager_overhead = eager["wall"] - args.steps / eager["rate"]
+    for name, r in compiled.items():
+        warmup = r["wall"] - args.steps / r["rate"] - eager_overhead  # beyond what its steady rate explains
+        saving = 1 / eager["rate"] - 1 / r["rate"]  # seconds a compiled step saves
+        pays = f"after {warmup / saving:.0f} steps" if saving > 0 else "never (no steady gain)"
+        print(f"{'compiled, ' + name:20s} {r['rate']:8.2f} {r['wall']:8.1f} {r['rate'] / eager['rate']:5.2f}x "
+              f"{warmup:10.1f}  {pays}")
 
 if __name__ == "__main__":
     main()

@@ -14,6 +14,7 @@ import sys
 
 import torch
 from child import ROOT, run_child
+from machine import cpu_name
 
 PRESET = "experiment=laptop/hidden_capability"
 CHILD = """
@@ -59,8 +60,7 @@ def main() -> None:
         tracker_s[n] = r["seconds"]
         print(f"measured tracker {n} probes/cell: {r['seconds']:.2f} s", file=sys.stderr, flush=True)
 
-    caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
-    print(f"cpu {caps.get('cpu_name', '?')}, {torch.get_num_threads()} threads; torch {torch.__version__}; {PRESET} "
+    print(f"cpu {cpu_name()}, {torch.get_num_threads()} threads; torch {torch.__version__}; {PRESET} "
           f"network (tiny U-Net), fp32, tracker off while training")
     print("training steps/s (images/s in brackets)")
     print(f"{'px':>4s} " + " ".join(f"{'batch ' + str(b):>18s}" for b in args.batches))

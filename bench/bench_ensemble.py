@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from machine import cpu_name
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESETS = {  # members differ by seed (and so data order, noise and initial weights), as in a seed sweep
@@ -98,8 +99,7 @@ def main() -> None:
                 continue
             table[k, mode] = measure(mode, k, args.preset, args.steps, cores)
             print(f"measured K={k} {mode}: {table[k, mode]}", file=sys.stderr, flush=True)
-    caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
-    print(f"cpu {caps.get('cpu_name', '?')}, {cores} cores; torch {torch.__version__}; preset {args.preset} "
+    print(f"cpu {cpu_name()}, {cores} cores; torch {torch.__version__}; preset {args.preset} "
           f"({' '.join(PRESETS[args.preset])}), {args.steps} steps per member, tracker off, fp32")
     print("aggregate member-steps/s: loop = training loop only; e2e = end to end incl. process start and data")
     print(f"{'K':>3s} {'mode':>11s} {'loop':>8s} {'e2e':>8s} {'loop/seq':>9s} {'e2e/seq':>8s} {'peak MB':>8s}")

@@ -18,6 +18,7 @@ from collections import defaultdict
 import torch
 from bench_ceiling import network
 from bench_dropout import ms
+from machine import cpu_name
 from profile_step import kind_of
 from torch.profiler import ProfilerActivity, profile
 
@@ -65,8 +66,7 @@ def main() -> None:
     bf16 = args.precision == "bf16"
     if bf16 and not native_bf16(torch.device("cpu")):
         raise SystemExit("--precision: bf16 needs a CPU with native bf16 (AMX or avx512_bf16); use fp32")
-    caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
-    print(f"cpu {caps.get('cpu_name', '?')}, {torch.get_num_threads()} threads; torch {torch.__version__}; "
+    print(f"cpu {cpu_name()}, {torch.get_num_threads()} threads; torch {torch.__version__}; "
           f"{' '.join(args.setting)}; {args.precision}; network forward+backward+AdamW, no data or diffusion")
     print("operator self time per step, ms (torch.profiler, which inflates it: compare columns, not with steps/s)")
     print(f"{'layout':14s} {'steps/s':>8s} " + " ".join(f"{c.split(' (')[0]:>12s}" for c in COLUMNS)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 from child import ROOT, run_child
+from machine import cpu_name
 
 from conceptspace.config import compose
 from conceptspace.devices import native_bf16, resolve_precision
@@ -97,8 +98,7 @@ def main() -> None:
         before = measure(name, base, "fp32", steps, baseline=True)
         after = {p: measure(name, ROOT, p, steps, baseline=False) for p in precisions}
         rows.append((name, before, {**after, "auto": {**after[auto], "precision": auto}}))
-    caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
-    print(f"cpu {caps.get('cpu_name', '?')}, {torch.get_num_threads()} threads, native bf16 {bf16}; "
+    print(f"cpu {cpu_name()}, {torch.get_num_threads()} threads, native bf16 {bf16}; "
           f"torch {torch.__version__}; paper rows 32x32, laptop rows the preset's 16x16; baseline in fp32")
     loops = [r for r in rows if r[0] != "laptop_run"]
     if loops:
