@@ -68,5 +68,6 @@ def main() -> None:
         print(f"{'compiled, ' + name:20s} {r['rate']:8.2f} {r['wall']:8.1f} {r['rate'] / eager['rate']:5.2f}x "
               f"{warmup:10.1f}  {pays}")
 
+
 if __name__ == "__main__":
     main()
