@@ -22,11 +22,10 @@ import time
 import torch
 from bench_network import fwd_bwd_gflop
 from bench_train import bench_training
-from machine import cpu_name
 from torch.utils.flop_counter import FlopCounterMode
 
 from conceptspace.config import compose
-from conceptspace.devices import native_bf16
+from conceptspace.devices import cpu_name, native_bf16
 from conceptspace.model import build_model
 from synthetic_shapes import ShapesConfig
 

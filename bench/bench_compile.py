@@ -16,7 +16,8 @@ import tempfile
 
 import torch
 from child import ROOT, run_child
-from machine import cpu_name
+
+from conceptspace.devices import cpu_name
 
 CHILD = """
 import json, sys, tempfile, time

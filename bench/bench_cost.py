@@ -14,7 +14,8 @@ import sys
 
 import torch
 from child import ROOT, run_child
-from machine import cpu_name
+
+from conceptspace.devices import cpu_name
 
 PRESET = "experiment=laptop/hidden_capability"
 CHILD = """

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 import torch
-from machine import cpu_name
+
+from conceptspace.devices import cpu_name
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESETS = {  # members differ by seed (and so data order, noise and initial weights), as in a seed sweep

@@ -18,11 +18,10 @@ from collections import defaultdict
 import torch
 from bench_ceiling import network
 from bench_dropout import ms
-from machine import cpu_name
 from profile_step import kind_of
 from torch.profiler import ProfilerActivity, profile
 
-from conceptspace.devices import native_bf16
+from conceptspace.devices import cpu_name, native_bf16
 
 LAYOUTS = {"NCHW": torch.contiguous_format, "channels_last": torch.channels_last}
 COLUMNS = ["convolution (fwd+bwd)", "group norm", "copies", "other"]

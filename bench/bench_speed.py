@@ -22,10 +22,9 @@ from pathlib import Path
 
 import torch
 from child import ROOT, run_child
-from machine import cpu_name
 
 from conceptspace.config import compose
-from conceptspace.devices import native_bf16, resolve_precision
+from conceptspace.devices import cpu_name, native_bf16, resolve_precision
 
 # The authors' training step (batch 64, 32 px) ran at 0.54 and 0.52 steps/s on the issue's 2-core Xeon with AMX,
 # where 0998b58 ran at 0.32 and 0.33: their code was 1.63x the baseline there. Their code cannot run here, so

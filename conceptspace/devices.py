@@ -44,8 +44,18 @@ def native_bf16(device: torch.device) -> bool:
     EPYC (2 cores, 1M-parameter U-Net, batch 64: 0.19 vs 2.52 steps/s)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+    caps = cpu_capabilities()
     return bool(caps.get("amx_bf16") or caps.get("avx512_bf16"))
+
+
+def cpu_capabilities() -> dict:
+    """torch's own probe of this CPU (feature flags, `cpu_name`); empty where this torch has none."""
+    return torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+
+
+def cpu_name() -> str:
+    """The CPU's model name as torch reads it (e.g. 'Intel Xeon'), or '?': the line bench tables start with."""
+    return cpu_capabilities().get("cpu_name", "?")
 
 
 def resolve_precision(precision: str, device: torch.device, diffusion: str) -> str:
