@@ -1,12 +1,12 @@
-"""What the paper network's dropout 0.1 costs on this CPU, and what a cheaper mask would save (issue "Fast
-where the researcher is"). profile_step shows `aten::bernoulli_` as the largest cost outside the
-convolutions (8% of a paper step in fp32, 12% in bf16): torch draws one Mersenne Twister number per element.
+"""What the paper network's dropout 0.1 costs on this CPU: torch's against the tool's (issue "Fast where the
+researcher is"). profile_step showed `aten::bernoulli_` as the largest cost outside the convolutions (8% of a
+paper step in fp32, 12% in bf16): torch draws one Mersenne Twister number per element. The networks use
+conceptspace.dropout.SplitDrawDropout instead: four 15-bit mask fields from each 64-bit draw.
 
     python bench/bench_dropout.py
 For one activation of 8.4M elements (64 x 128 x 32 x 32, at least the size of any in the network), prints the time of
-torch's dropout in fp32 and bf16, and of a mask cut from half as many 32-bit draws (two 16-bit thresholds per
-draw, keep probability 1 - 6554/65536). The cheaper mask is a probe, not used by the tool: it would replace
-diffusers' nn.Dropout in every resnet and change every dropout draw of existing paper-network runs.
+torch's dropout and of SplitDrawDropout, forward and forward + backward, in fp32 (what the network's dropouts see
+under bf16 autocast: they follow a group norm and GELU, which autocast runs in fp32) and in bf16.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from __future__ import annotations
 import time
 
 import torch
-import torch.nn.functional as F
+
+from conceptspace.dropout import FIELDS, SplitDrawDropout
 
 P = 0.1
 SHAPE = (64, 128, 32, 32)
@@ -32,32 +33,28 @@ def ms(fn, repeats: int = 20) -> float:
     return best * 1e3
 
 
-def split_draw_dropout(x: torch.Tensor, p: float = P) -> torch.Tensor:
-    """Dropout whose mask compares 16-bit halves of 32-bit draws with a threshold: half the draws."""
-    threshold = round(p * 65536) - 32768
-    n = x.numel()
-    halves = torch.randint(-2**31, 2**31 - 1, ((n + 1) // 2,), dtype=torch.int32).view(torch.int16)[:n]
-    keep = (threshold + 32768) / 65536
-    return x * (halves.view(x.shape) >= threshold) * (1 / (1 - keep))
+def timings(drop, x: torch.Tensor, grad: torch.Tensor) -> tuple[float, float]:
+    """(forward, forward + backward) milliseconds of one dropout module on x."""
+    with torch.no_grad():
+        forward = ms(lambda: drop(x))
+    return forward, ms(lambda: torch.autograd.grad(drop(x), x, grad))
 
 
 def main() -> None:
     torch.manual_seed(0)
-    x32 = torch.randn(SHAPE)
-    x16 = x32.bfloat16()
-    rows = [
-        ("torch dropout, fp32", ms(lambda: F.dropout(x32, P, True))),
-        ("torch dropout, bf16", ms(lambda: F.dropout(x16, P, True))),
-        ("  its mask alone (bernoulli_)", ms(lambda: torch.empty_like(x16).bernoulli_(1 - P))),
-        ("split-draw dropout, bf16", ms(lambda: split_draw_dropout(x16))),
-    ]
+    drops = {"torch dropout": torch.nn.Dropout(P), "SplitDrawDropout": SplitDrawDropout(P)}
     print(f"{torch.get_num_threads()} threads; torch {torch.__version__}; one activation {SHAPE}, "
-          f"{x32.numel() / 1e6:.1f}M elements, p {P}")
-    print(f"{'':32s} {'ms':>7s} {'vs torch bf16':>14s}")
-    for name, t in rows:
-        print(f"{name:32s} {t:7.1f} {rows[1][1] / t:13.2f}x")
-    dropped = (split_draw_dropout(torch.ones(SHAPE)) == 0).float().mean().item()
-    print(f"split-draw dropout zeroes {dropped:.4f} of the elements (torch: {P}); kept ones scale by 1/(1-p)")
+          f"{torch.Size(SHAPE).numel() / 1e6:.1f}M elements, p {P}; ms, best of five")
+    print(f"{'':26s} {'forward':>8s} {'fwd+bwd':>8s} {'fwd+bwd vs torch':>17s}")
+    for dtype in (torch.float32, torch.bfloat16):
+        x = torch.randn(SHAPE, dtype=dtype, requires_grad=True)
+        grad = torch.randn_like(x)
+        times = {name: timings(drop, x, grad) for name, drop in drops.items()}
+        for name, (forward, both) in times.items():
+            print(f"{name + ', ' + str(dtype).split('.')[1]:26s} {forward:8.1f} {both:8.1f} "
+                  f"{times['torch dropout'][1] / both:16.2f}x")
+    print(f"SplitDrawDropout drops {round(P * FIELDS)}/{FIELDS} = {round(P * FIELDS) / FIELDS:.6f} of the elements "
+          f"(torch: {P}); kept ones scale by 1/(1 - that)")
 
 
 if __name__ == "__main__":

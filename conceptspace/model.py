@@ -33,6 +33,7 @@ from . import faults
 from .concepts import ConceptSpec
 from .cunet import CONDITIONINGS as PAPER_CONDITIONINGS
 from .cunet import PaperBackbone
+from .dropout import use_split_draw_dropout
 from .errors import UserError
 
 SITES = ("auto", "embedding", "blocks")
@@ -91,6 +92,7 @@ class ConceptUNet(ModelMixin, ConfigMixin):
             self._build_diffusers(sample_size, block_out_channels, layers_per_block, down_block_types,
                                   up_block_types, add_attention, attention_head_dim, norm_num_groups, dropout,
                                   concept_hidden, act_fn, zero_init)
+        use_split_draw_dropout(self.unet)  # a quarter of torch's random draws on the CPU (dropout.py)
         if concept_init == "paper":
             self._paper_concept_init()
         if init_scale != 1.0:
