@@ -46,7 +46,8 @@ def bench_sampling(overrides: list[str], n_probes: int, sample_steps: int) -> di
     process = build_process(cfg.diffusion)
     probes = ProbeSet.build(spec, n_probes, 0)
     autocast = use_bf16(cfg.train.precision, device, cfg.diffusion.name)  # as the run's tracker
-    run = lambda: sample(model, process, probes.vectors(), probes.seeds, steps=sample_steps, autocast=autocast)  # noqa: E731
+    run = lambda: sample(model, process, probes.vectors(), probes.seeds, steps=sample_steps,  # noqa: E731
+                         batch_size=cfg.tracker.batch_size, autocast=autocast)
     run()
     start = time.perf_counter()
     run()
