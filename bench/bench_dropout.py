@@ -5,8 +5,8 @@ conceptspace.dropout.SplitDrawDropout instead: four 15-bit mask fields from each
 
     python bench/bench_dropout.py
 For one activation of 8.4M elements (64 x 128 x 32 x 32, at least the size of any in the network), prints the time of
-torch's dropout and of SplitDrawDropout, forward and forward + backward, in fp32 (what the network's dropouts see
-under bf16 autocast: they follow a group norm and GELU, which autocast runs in fp32) and in bf16.
+torch's dropout and of SplitDrawDropout, forward and forward + backward, in fp32 and in bf16 (what the network's
+dropouts see under bf16 autocast).
 """
 
 from __future__ import annotations
